@@ -1,0 +1,6 @@
+using System.CommandLine;
+using MedVlp.Cli.Commands;
+
+var root = new RootCommand("medvlp: 3D medical volumes and vision-language models from the command line.");
+root.Subcommands.Add(InfoCommand.Create());
+return root.Parse(args).Invoke();

@@ -1,0 +1,76 @@
+using MedVlp.Volumes.IO.Nifti;
+
+namespace MedVlp.Volumes.IO;
+
+/// <summary>
+/// The one entry point for reading volumes: detects the format from the path and the file's first bytes.
+/// </summary>
+public static class VolumeReader
+{
+    /// <summary>Reads a volume from a file (or, for DICOM, a folder once supported).</summary>
+    /// <param name="path">The file to read.</param>
+    /// <param name="options">Reading options, or <see langword="null"/> for the defaults.</param>
+    /// <param name="cancellationToken">Cancels a long read.</param>
+    /// <exception cref="FileNotFoundException">Nothing exists at <paramref name="path"/>.</exception>
+    /// <exception cref="VolumeFormatException">The file is not in a supported format, or is damaged.</exception>
+    public static Volume Read(string path, VolumeReadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var format = DetectFormat(path);
+        return format switch
+        {
+            VolumeFileFormat.Nifti => NiftiReader.Read(path, options, cancellationToken),
+            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img)."),
+        };
+    }
+
+    /// <summary>Reads a volume on the thread pool.</summary>
+    public static Task<Volume> ReadAsync(string path, VolumeReadOptions? options = null, CancellationToken cancellationToken = default) =>
+        Task.Run(() => Read(path, options, cancellationToken), cancellationToken);
+
+    /// <summary>Detects the format of a file from its name and first bytes.</summary>
+    /// <exception cref="FileNotFoundException">Nothing exists at <paramref name="path"/>.</exception>
+    public static VolumeFileFormat DetectFormat(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path) && !Directory.Exists(path))
+        {
+            throw new FileNotFoundException($"{path}: no such file or folder.", path);
+        }
+
+        if (File.Exists(path) && NiftiReader.HasNiftiExtension(path))
+        {
+            return VolumeFileFormat.Nifti;
+        }
+
+        if (File.Exists(path))
+        {
+            Span<byte> head = stackalloc byte[4];
+            using var f = File.OpenRead(path);
+            var got = f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+            if (got == 4)
+            {
+                try
+                {
+                    NiftiHeader.DetectVersion(head, path);
+                    return VolumeFileFormat.Nifti;
+                }
+                catch (VolumeFormatException)
+                {
+                    // Not NIfTI; fall through.
+                }
+            }
+        }
+
+        return VolumeFileFormat.Unknown;
+    }
+}
+
+/// <summary>The volume file formats MedVlp knows.</summary>
+public enum VolumeFileFormat
+{
+    /// <summary>Not recognised.</summary>
+    Unknown = 0,
+    /// <summary>NIfTI-1 or NIfTI-2 (<c>.nii</c>, <c>.nii.gz</c>, <c>.hdr</c>/<c>.img</c>).</summary>
+    Nifti,
+}
