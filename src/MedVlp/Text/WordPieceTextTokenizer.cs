@@ -101,13 +101,6 @@ public sealed class WordPieceTextTokenizer : TextTokenizer
         return _tokenizer.BuildInputsWithSpecialTokens(body);
     }
 
-    /// <summary>Splits text into WordPiece tokens without special tokens (for inspection).</summary>
-    public IReadOnlyList<string> Tokenize(string text)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        return _tokenizer.EncodeToTokens(text, out _).Select(t => t.Value).ToArray();
-    }
-
     /// <inheritdoc />
     public override void Save(string directory)
     {

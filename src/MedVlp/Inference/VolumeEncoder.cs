@@ -1,0 +1,101 @@
+using MedVlp.Volumes;
+using Microsoft.Extensions.AI;
+using static TorchSharp.torch;
+
+namespace MedVlp.Inference;
+
+/// <summary>
+/// Embeds volumes with a <see cref="VisionLanguageModel"/>: applies the model's own preprocessing, runs the volume encoder
+/// and returns L2-normalised embeddings. Also an <see cref="IEmbeddingGenerator{TInput, TEmbedding}"/> for
+/// Microsoft.Extensions.AI pipelines. Safe for concurrent callers.
+/// </summary>
+/// <remarks>A view of its model: disposing the encoder does nothing; dispose the <see cref="VisionLanguageModel"/>.</remarks>
+public sealed class VolumeEncoder : IEmbeddingGenerator<Volume, Embedding<float>>
+{
+    private readonly VisionLanguageModel _model;
+    private readonly EmbeddingGeneratorMetadata _metadata;
+
+    internal VolumeEncoder(VisionLanguageModel model)
+    {
+        _model = model;
+        _metadata = new EmbeddingGeneratorMetadata("MedVlp", defaultModelId: "medvlp-volume-encoder", defaultModelDimensions: model.Config.EmbeddingDim);
+    }
+
+    /// <summary>Width of the embeddings.</summary>
+    public int Dimensions => _model.Config.EmbeddingDim;
+
+    /// <summary>Volumes per forward pass in the batch methods. Default 16.</summary>
+    public int BatchSize { get; init; } = 16;
+
+    /// <summary>The L2-normalised embedding of one volume.</summary>
+    public float[] Embed(Volume volume)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        return Embed([volume])[0];
+    }
+
+    /// <summary>The L2-normalised embeddings of several volumes, in order, computed <see cref="BatchSize"/> at a time.</summary>
+    public float[][] Embed(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        _model.ThrowIfDisposed();
+        var result = new float[volumes.Count][];
+        for (var start = 0; start < volumes.Count; start += BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var chunk = volumes.Skip(start).Take(BatchSize).ToArray();
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var input = _model.PrepareVolumes(chunk, cancellationToken);
+            var embeddings = _model.Module.EncodeVolumes(input);
+            EmbeddingRows.CopyTo(embeddings, result, start);
+        }
+
+        return result;
+    }
+
+    /// <inheritdoc />
+    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<Volume> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var list = values.ToArray();
+        return Task.Run(() => EmbeddingRows.ToGenerated(Embed(list, cancellationToken), _metadata.DefaultModelId), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        return serviceKey is not null ? null
+            : serviceType == typeof(EmbeddingGeneratorMetadata) ? _metadata
+            : serviceType.IsInstanceOfType(this) ? this
+            : serviceType.IsInstanceOfType(_model) ? _model
+            : null;
+    }
+
+    /// <summary>Does nothing: the encoder is a view of its model, which owns the weights.</summary>
+    public void Dispose()
+    {
+    }
+}
+
+/// <summary>Copies (B x E) embedding tensors into managed rows.</summary>
+internal static class EmbeddingRows
+{
+    public static void CopyTo(Tensor embeddings, float[][] rows, int start)
+    {
+        var b = (int)embeddings.shape[0];
+        var e = (int)embeddings.shape[1];
+        var flat = embeddings.cpu().contiguous().data<float>().ToArray();
+        for (var n = 0; n < b; n++)
+        {
+            rows[start + n] = flat.AsSpan(n * e, e).ToArray();
+        }
+    }
+
+    public static GeneratedEmbeddings<Embedding<float>> ToGenerated(float[][] rows, string? modelId)
+    {
+        var created = DateTimeOffset.UtcNow;
+        return new GeneratedEmbeddings<Embedding<float>>(rows.Select(r => new Embedding<float>(r) { ModelId = modelId, CreatedAt = created }));
+    }
+}
