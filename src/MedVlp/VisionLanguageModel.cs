@@ -290,7 +290,7 @@ public sealed class VisionLanguageModel : IDisposable
         }
     }
 
-    private static void LoadWeights(DualEncoderModel module, string path)
+    internal static void LoadWeights(TorchSharp.torch.nn.Module module, string path)
     {
         var loaded = Safetensors.Load(path);
         try

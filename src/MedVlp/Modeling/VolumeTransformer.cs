@@ -41,12 +41,14 @@ public sealed class VolumeTransformer : Module<Tensor, Tensor>
         RegisterComponents();
         if (device is null || device.type != DeviceType.META)
         {
+            // timm's trunc_normal_(std=0.02) truncates at +-2 absolute, i.e. never: it is a plain normal(0, 0.02).
+            // (TorchSharp 0.107's trunc_normal_ returns values of the order of 1e-9 instead, so it is not used.)
             using var noGrad = no_grad();
             foreach (var (_, m) in named_modules())
             {
                 if (m is Linear linear)
                 {
-                    init.trunc_normal_(linear.weight, std: 0.02);
+                    init.normal_(linear.weight, 0, 0.02);
                     if (linear.bias is not null)
                     {
                         init.zeros_(linear.bias);
@@ -54,8 +56,8 @@ public sealed class VolumeTransformer : Module<Tensor, Tensor>
                 }
             }
 
-            init.trunc_normal_(cls_token, std: 0.02);
-            init.trunc_normal_(pos_embed, std: 0.02);
+            init.normal_(cls_token, 0, 0.02);
+            init.normal_(pos_embed, 0, 0.02);
         }
     }
 
@@ -210,7 +212,7 @@ internal sealed class AttentionPool : Module<Tensor, Tensor>
         if (device is null || device.type != DeviceType.META)
         {
             using var noGrad = no_grad();
-            init.trunc_normal_(latent, std: 0.02);
+            init.normal_(latent, 0, 0.02);
         }
     }
 

@@ -410,6 +410,12 @@ public static class Safetensors
     {
         using var scope = NewDisposeScope();
         var cpu = t.detach().cpu().contiguous();
+        if (cpu.numel() == 0)
+        {
+            dtype = DTypeOf(cpu.dtype, name);
+            return [];
+        }
+
         switch (cpu.dtype)
         {
             case ScalarType.Float32:
@@ -447,6 +453,21 @@ public static class Safetensors
                 throw new ArgumentException($"Tensor {name} has dtype {cpu.dtype}, which safetensors cannot store.", nameof(t));
         }
     }
+
+    private static SafetensorsDType DTypeOf(ScalarType type, string name) => type switch
+    {
+        ScalarType.Float32 => SafetensorsDType.F32,
+        ScalarType.Float64 => SafetensorsDType.F64,
+        ScalarType.Int64 => SafetensorsDType.I64,
+        ScalarType.Int32 => SafetensorsDType.I32,
+        ScalarType.Int16 => SafetensorsDType.I16,
+        ScalarType.Int8 => SafetensorsDType.I8,
+        ScalarType.Byte => SafetensorsDType.U8,
+        ScalarType.Bool => SafetensorsDType.Bool,
+        ScalarType.Float16 => SafetensorsDType.F16,
+        ScalarType.BFloat16 => SafetensorsDType.BF16,
+        _ => throw new ArgumentException($"Tensor {name} has dtype {type}, which safetensors cannot store.", nameof(type)),
+    };
 
     private static void EnsureLittleEndian()
     {

@@ -209,7 +209,7 @@ internal static class BrainPhantom
                         {
                             value = Csf;
                         }
-                        else if (Math.Abs(px) < g.FissureHalfWidthMm && pz > -12 * sc && db < 35 * sc)
+                        else if (Math.Abs(px) < g.FissureHalfWidthMm && pz > -12 * sc && db < 22 * sc)
                         {
                             value = Csf; // interhemispheric fissure
                         }
@@ -217,9 +217,9 @@ internal static class BrainPhantom
                         {
                             value = Csf; // sulcus
                         }
-                        else if (db < s.CortexThicknessMm + (0.8 * Math.Abs(fold)))
+                        else if (db < s.CortexThicknessMm + (g.SulcusDepthMm * Math.Max(0, 1 - ((Math.Abs(fold) - g.SulcusWidth) / 0.9))))
                         {
-                            value = GreyMatter;
+                            value = GreyMatter; // cortical ribbon, lining the sulci
                         }
                         else
                         {

@@ -134,7 +134,7 @@ public sealed partial class ContrastiveTrainer : IDisposable
             _model.Module.eval();
         }
 
-        return new TrainingHistory(losses, rates, stepsPerEpoch);
+        return new TrainingHistory(losses, rates, stepsPerEpoch, batchSize);
     }
 
     /// <summary>One optimisation step on a prepared batch; returns the loss. Leaves no tensor alive.</summary>

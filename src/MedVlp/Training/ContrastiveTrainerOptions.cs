@@ -73,4 +73,5 @@ public sealed record TrainingProgress(int Step, int TotalSteps, int Epoch, doubl
 /// <param name="Losses">The loss of every step.</param>
 /// <param name="LearningRates">The learning rate of every step.</param>
 /// <param name="StepsPerEpoch">Steps in one epoch.</param>
-public sealed record TrainingHistory(IReadOnlyList<double> Losses, IReadOnlyList<double> LearningRates, int StepsPerEpoch);
+/// <param name="BatchSize">Pairs per step (an untrained model's CLIP loss is about ln(batch size)).</param>
+public sealed record TrainingHistory(IReadOnlyList<double> Losses, IReadOnlyList<double> LearningRates, int StepsPerEpoch, int BatchSize);

@@ -1,0 +1,32 @@
+namespace MedVlp.Cli.Commands;
+
+/// <summary>Finds files the CLI needs at run time.</summary>
+internal static class CliPaths
+{
+    /// <summary>The repository's bert-base-uncased vocabulary (<c>.testdata/bert/vocab.txt</c>), looked for above the executable and the current folder.</summary>
+    public static string FindDefaultVocabulary()
+    {
+        const string Relative = ".testdata/bert/vocab.txt";
+        foreach (var start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, Relative);
+                if (File.Exists(candidate))
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        throw new FileNotFoundException(
+            $"Cannot find the BERT vocabulary {Relative} above {AppContext.BaseDirectory} or {Environment.CurrentDirectory}. " +
+            "Run `bash scripts/fetch-test-data.sh` in the repository, or pass --vocab PATH/vocab.txt.");
+    }
+}
+
+/// <summary>An <see cref="IProgress{T}"/> that calls its handler synchronously on the reporting thread.</summary>
+internal sealed class InlineProgress<T>(Action<T> handler) : IProgress<T>
+{
+    public void Report(T value) => handler(value);
+}
