@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/fetch-test-data.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-dotnet build samples/MedVlp.Cli -c Release -v quiet -nologo
+dotnet build samples/MedVlp.Cli -c Release -v quiet -nologo -clp:ErrorsOnly
 dotnet samples/MedVlp.Cli/bin/Release/net10.0/MedVlp.Cli.dll info "${1:-.testdata/mricron/ch2.nii.gz}"
