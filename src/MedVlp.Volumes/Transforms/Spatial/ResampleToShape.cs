@@ -17,11 +17,8 @@ public sealed class ResampleToShape : ResamplingTransform
     public override void Validate() => Shape.Validate();
 
     /// <inheritdoc />
-    public override (VolumeShape Shape, Affine Affine) GetTargetGrid(Volume volume)
-    {
-        ArgumentNullException.ThrowIfNull(volume);
-        return (Shape, GridFor(volume.Affine, volume.Shape, Shape, AlignCorners));
-    }
+    public override (VolumeShape Shape, Affine Affine) GetTargetGrid(VolumeShape shape, Affine affine) =>
+        (Shape, GridFor(affine, shape, Shape, AlignCorners));
 
     /// <summary>The affine of a <paramref name="target"/>-shaped grid over the field of view of a <paramref name="source"/>-shaped one.</summary>
     internal static Affine GridFor(Affine affine, VolumeShape source, VolumeShape target, bool alignCorners)

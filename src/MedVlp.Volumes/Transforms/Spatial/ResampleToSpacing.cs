@@ -32,19 +32,19 @@ public sealed class ResampleToSpacing : ResamplingTransform
     }
 
     /// <inheritdoc />
-    public override (VolumeShape Shape, Affine Affine) GetTargetGrid(Volume volume)
+    public override (VolumeShape Shape, Affine Affine) GetTargetGrid(VolumeShape shape, Affine affine)
     {
-        ArgumentNullException.ThrowIfNull(volume);
-        var old = volume.Affine.Zooms;
+        ArgumentNullException.ThrowIfNull(affine);
+        var old = affine.Zooms;
         var extent = new int[3];
         var scale = new double[3];
         var shift = new double[3];
         for (var a = 0; a < 3; a++)
         {
-            var n = volume.Shape[a];
+            var n = shape[a];
             if (!(old[a] > 0))
             {
-                throw new ArgumentException($"{nameof(ResampleToSpacing)}: the volume's affine has a zero-length axis {a}.", nameof(volume));
+                throw new ArgumentException($"{nameof(ResampleToSpacing)}: the volume's affine has a zero-length axis {a}.", nameof(affine));
             }
 
             extent[a] = n == 1 ? 1 : checked((int)Math.Ceiling(n * old[a] / Spacing[a]));
@@ -52,6 +52,6 @@ public sealed class ResampleToSpacing : ResamplingTransform
             shift[a] = 0.5 * (scale[a] - 1);
         }
 
-        return (new VolumeShape(extent[0], extent[1], extent[2]), ScaledGrid(volume.Affine, scale, shift));
+        return (new VolumeShape(extent[0], extent[1], extent[2]), ScaledGrid(affine, scale, shift));
     }
 }

@@ -17,7 +17,14 @@ public abstract class ResamplingTransform : VolumeTransform
     public bool FillWithMinimum { get; init; }
 
     /// <summary>The output grid for <paramref name="volume"/>: its shape and its true voxel-to-world affine.</summary>
-    public abstract (VolumeShape Shape, Affine Affine) GetTargetGrid(Volume volume);
+    public (VolumeShape Shape, Affine Affine) GetTargetGrid(Volume volume)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        return GetTargetGrid(volume.Shape, volume.Affine);
+    }
+
+    /// <summary>The output grid for an input grid of <paramref name="shape"/> and <paramref name="affine"/>.</summary>
+    public abstract (VolumeShape Shape, Affine Affine) GetTargetGrid(VolumeShape shape, Affine affine);
 
     /// <summary>The resampling options these properties describe.</summary>
     protected ResampleOptions Options => new() { Interpolation = Interpolation, FillValue = FillValue, FillWithMinimum = FillWithMinimum };

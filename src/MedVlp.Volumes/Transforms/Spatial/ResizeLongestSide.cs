@@ -31,10 +31,9 @@ public sealed class ResizeLongestSide : ResamplingTransform
     }
 
     /// <inheritdoc />
-    public override (VolumeShape Shape, Affine Affine) GetTargetGrid(Volume volume)
+    public override (VolumeShape Shape, Affine Affine) GetTargetGrid(VolumeShape shape, Affine affine)
     {
-        ArgumentNullException.ThrowIfNull(volume);
-        var target = TargetShape(volume.Shape);
-        return (target, ResampleToShape.GridFor(volume.Affine, volume.Shape, target, AlignCorners));
+        var target = TargetShape(shape);
+        return (target, ResampleToShape.GridFor(affine, shape, target, AlignCorners));
     }
 }
