@@ -94,8 +94,16 @@ public static class NrrdReader
         var sizes = TextHeader.Extents(Get("sizes"), path, "sizes", dimension);
         var type = TypeOf(Get("type"), path);
         var size = type.SizeInBytes();
+        var encoding = Get("encoding").ToLowerInvariant() switch
+        {
+            "raw" => RawEncoding.Raw,
+            "gzip" or "gz" => RawEncoding.Gzip,
+            "ascii" or "text" or "txt" => RawEncoding.Ascii,
+            var e => throw new VolumeFormatException(path, "encoding", $"is \"{e}\"; MedVlp reads raw, gzip and ascii."),
+        };
+
         var bigEndian = false;
-        if (size > 1)
+        if (size > 1 && encoding != RawEncoding.Ascii)
         {
             bigEndian = Opt("endian") switch
             {
@@ -105,14 +113,6 @@ public static class NrrdReader
                 var e => throw new VolumeFormatException(path, "endian", $"is \"{e}\"; expected little or big."),
             };
         }
-
-        var encoding = Get("encoding").ToLowerInvariant() switch
-        {
-            "raw" => RawEncoding.Raw,
-            "gzip" or "gz" => RawEncoding.Gzip,
-            "ascii" or "text" or "txt" => RawEncoding.Ascii,
-            var e => throw new VolumeFormatException(path, "encoding", $"is \"{e}\"; MedVlp reads raw, gzip and ascii."),
-        };
 
         // Geometry: which axes are spatial, their directions, the space's handedness.
         var (lps, flipXOnly, spaceDim) = SpaceOf(Opt("space"), Opt("space dimension"), path);
