@@ -185,10 +185,10 @@ internal static class RawImage
             var sign = !layout.Lps ? 1.0 : layout.FlipXOnly ? (r == 0 ? -1.0 : 1.0) : (r < 2 ? -1.0 : 1.0);
             for (var c = 0; c < 3; c++)
             {
-                m[(r * 4) + c] = sign * layout.Direction[r, c] * layout.Spacing[c];
+                m[(r * 4) + c] = (sign * layout.Direction[r, c] * layout.Spacing[c]) + 0.0; // + 0.0 turns -0 into 0
             }
 
-            m[(r * 4) + 3] = sign * layout.Origin[r];
+            m[(r * 4) + 3] = (sign * layout.Origin[r]) + 0.0;
         }
 
         m[15] = 1;
