@@ -288,7 +288,7 @@ public static class NiftiReader
             }
         }
 
-        throw new FileNotFoundException($"{headerPath}: the header says the voxels are in a separate .img file, but {stem}.img does not exist.", stem + ".img");
+        throw new VolumeFormatException(headerPath, "magic", $"the header is one half of a .hdr/.img pair, and its voxel file {Path.GetFileName(stem)}.img (or .img.gz) does not exist next to it; copy {stem}.img beside the header.");
     }
 
     private static string StripGz(string path) =>
