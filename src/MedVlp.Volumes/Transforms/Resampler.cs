@@ -164,9 +164,12 @@ public static class Resampler
             }
         }
 
-        Parallel.For(0, outShape.Z, () => (new float[slice], new float[nx]), (zo, _, buffers) =>
+        // Downsampling along j: interpolate each needed row pair directly (every input row is read about once, the
+        // intermediates stay in L1). Otherwise build the k-interpolated slice once and reuse its rows.
+        var rowWise = oy <= ny;
+        Parallel.For(0, outShape.Z, () => (rowWise ? new float[3 * nx] : new float[slice], new float[nx]), (zo, _, buffers) =>
         {
-            var (sliceBuffer, rowBuffer) = buffers;
+            var (work, rowBuffer) = buffers;
             var outSlice = dst.AsSpan(dstOffset + (zo * ox * oy), ox * oy);
             if (!tz.Valid[zo])
             {
@@ -174,26 +177,57 @@ public static class Resampler
                 return buffers;
             }
 
+            var z0 = srcOffset + (tz.I0[zo] * slice);
+            var z1 = srcOffset + (tz.I1[zo] * slice);
+            var wz = tz.W[zo];
+            if (rowWise)
+            {
+                var a = work.AsSpan(0, nx);
+                var b = work.AsSpan(nx, nx);
+                var r = work.AsSpan(2 * nx, nx);
+                for (var yo = 0; yo < oy; yo++)
+                {
+                    var outRow = outSlice.Slice(yo * ox, ox);
+                    if (!ty.Valid[yo])
+                    {
+                        outRow.Fill(fill);
+                        continue;
+                    }
+
+                    var y0 = ty.I0[yo] * nx;
+                    var y1 = ty.I1[yo] * nx;
+                    var wy = ty.W[yo];
+                    ReadOnlySpan<float> ra = wz == 0f ? src.AsSpan(z0 + y0, nx) : Lerp(src.AsSpan(z0 + y0, nx), src.AsSpan(z1 + y0, nx), wz, a);
+                    ReadOnlySpan<float> row = ra;
+                    if (wy != 0f)
+                    {
+                        ReadOnlySpan<float> rb = wz == 0f ? src.AsSpan(z0 + y1, nx) : Lerp(src.AsSpan(z0 + y1, nx), src.AsSpan(z1 + y1, nx), wz, b);
+                        row = Lerp(ra, rb, wy, r);
+                    }
+
+                    InterpolateRow(row, tx, outRow, fill);
+                }
+
+                return buffers;
+            }
+
             // 1. along k: the interpolated input slice (or the input slice itself when the weight is 0)
             ReadOnlySpan<float> s;
-            var z0 = srcOffset + (tz.I0[zo] * slice);
-            if (tz.W[zo] == 0f)
+            if (wz == 0f)
             {
                 s = src.AsSpan(z0, slice);
             }
             else
             {
-                var z1 = srcOffset + (tz.I1[zo] * slice);
-                var wz = tz.W[zo];
                 for (var j = 0; j < ny; j++)
                 {
                     if (rowNeeded[j])
                     {
-                        TensorPrimitives.Lerp<float>(src.AsSpan(z0 + (j * nx), nx), src.AsSpan(z1 + (j * nx), nx), wz, sliceBuffer.AsSpan(j * nx, nx));
+                        TensorPrimitives.Lerp<float>(src.AsSpan(z0 + (j * nx), nx), src.AsSpan(z1 + (j * nx), nx), wz, work.AsSpan(j * nx, nx));
                     }
                 }
 
-                s = sliceBuffer;
+                s = work;
             }
 
             for (var yo = 0; yo < oy; yo++)
@@ -224,6 +258,12 @@ public static class Resampler
 
             return buffers;
         }, _ => { });
+    }
+
+    private static Span<float> Lerp(ReadOnlySpan<float> a, ReadOnlySpan<float> b, float w, Span<float> destination)
+    {
+        TensorPrimitives.Lerp(a, b, w, destination);
+        return destination;
     }
 
     private static void InterpolateRow(ReadOnlySpan<float> row, AxisTable tx, Span<float> outRow, float fill)
