@@ -3,6 +3,8 @@ using MedVlp.Cli.Commands;
 
 var root = new RootCommand("medvlp: 3D medical volumes and vision-language models from the command line.");
 root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(ConvertCommand.Create());
+root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(ZeroShotCommand.Create());

@@ -1,4 +1,7 @@
+using System.Text;
+using MedVlp.Volumes.IO.MetaImage;
 using MedVlp.Volumes.IO.Nifti;
+using MedVlp.Volumes.IO.Nrrd;
 
 namespace MedVlp.Volumes.IO;
 
@@ -16,19 +19,23 @@ public static class VolumeReader
     public static Volume Read(string path, VolumeReadOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        cancellationToken.ThrowIfCancellationRequested();
         var format = DetectFormat(path);
         return format switch
         {
             VolumeFileFormat.Nifti => NiftiReader.Read(path, options, cancellationToken),
-            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img)."),
+            VolumeFileFormat.MetaImage => MetaImageReader.Read(path, options, cancellationToken),
+            VolumeFileFormat.Nrrd => NrrdReader.Read(path, options, cancellationToken),
+            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img), MetaImage (.mha, .mhd) or NRRD (.nrrd, .nhdr)."),
         };
     }
 
-    /// <summary>Reads a volume on the thread pool.</summary>
+    /// <summary>Reads a volume on the thread pool; <paramref name="cancellationToken"/> also stops the read between chunks.</summary>
+    /// <inheritdoc cref="Read(string, VolumeReadOptions?, CancellationToken)"/>
     public static Task<Volume> ReadAsync(string path, VolumeReadOptions? options = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Read(path, options, cancellationToken), cancellationToken);
 
-    /// <summary>Detects the format of a file from its name and first bytes.</summary>
+    /// <summary>Detects the format of a file from its name, then from its first bytes.</summary>
     /// <exception cref="FileNotFoundException">Nothing exists at <paramref name="path"/>.</exception>
     public static VolumeFileFormat DetectFormat(string path)
     {
@@ -38,27 +45,69 @@ public static class VolumeReader
             throw new FileNotFoundException($"{path}: no such file or folder.", path);
         }
 
-        if (File.Exists(path) && NiftiReader.HasNiftiExtension(path))
+        if (!File.Exists(path))
+        {
+            return VolumeFileFormat.Unknown;
+        }
+
+        if (NiftiReader.HasNiftiExtension(path))
         {
             return VolumeFileFormat.Nifti;
         }
 
-        if (File.Exists(path))
+        if (MetaImageReader.HasMetaImageExtension(path))
         {
-            Span<byte> head = stackalloc byte[4];
-            using var f = File.OpenRead(path);
-            var got = f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            if (got == 4)
+            return VolumeFileFormat.MetaImage;
+        }
+
+        if (NrrdReader.HasNrrdExtension(path))
+        {
+            return VolumeFileFormat.Nrrd;
+        }
+
+        return DetectFromContent(path);
+    }
+
+    private static VolumeFileFormat DetectFromContent(string path)
+    {
+        Span<byte> head = stackalloc byte[512];
+        int got;
+        using (var f = File.OpenRead(path))
+        {
+            got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+
+        head = head[..got];
+        if (head.StartsWith("NRRD000"u8))
+        {
+            return VolumeFileFormat.Nrrd;
+        }
+
+        if (got >= 4)
+        {
+            try
             {
-                try
-                {
-                    NiftiHeader.DetectVersion(head, path);
-                    return VolumeFileFormat.Nifti;
-                }
-                catch (VolumeFormatException)
-                {
-                    // Not NIfTI; fall through.
-                }
+                NiftiHeader.DetectVersion(head, path);
+                return VolumeFileFormat.Nifti;
+            }
+            catch (VolumeFormatException)
+            {
+                // Not NIfTI; try the text formats.
+            }
+        }
+
+        if (got >= 2 && head[0] == 0x1f && head[1] == 0x8b)
+        {
+            return VolumeFileFormat.Nifti; // a gzip file with no known suffix: NIfTI is the only gzip container we read
+        }
+
+        var text = Encoding.Latin1.GetString(head);
+        var first = text.Split('\n', 2)[0].TrimStart();
+        foreach (var key in new[] { "ObjectType", "NDims", "Comment", "ObjectSubType", "TransformType" })
+        {
+            if (first.StartsWith(key, StringComparison.OrdinalIgnoreCase) && first[key.Length..].TrimStart().StartsWith('='))
+            {
+                return VolumeFileFormat.MetaImage;
             }
         }
 
@@ -73,4 +122,8 @@ public enum VolumeFileFormat
     Unknown = 0,
     /// <summary>NIfTI-1 or NIfTI-2 (<c>.nii</c>, <c>.nii.gz</c>, <c>.hdr</c>/<c>.img</c>).</summary>
     Nifti,
+    /// <summary>ITK MetaImage (<c>.mha</c>, <c>.mhd</c> + data file).</summary>
+    MetaImage,
+    /// <summary>NRRD (<c>.nrrd</c>, <c>.nhdr</c> + data file).</summary>
+    Nrrd,
 }

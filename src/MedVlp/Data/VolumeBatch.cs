@@ -1,0 +1,69 @@
+using MedVlp.Volumes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedVlp.Data;
+
+/// <summary>One preprocessed example: the manifest entry and its volume.</summary>
+/// <param name="Entry">The manifest entry.</param>
+/// <param name="Volume">The preprocessed volume.</param>
+/// <param name="Position">The example's position in this epoch's order (for this shard).</param>
+public sealed record LoadedSample(ManifestEntry Entry, Volume Volume, int Position);
+
+/// <summary>A batch of preprocessed examples, in the epoch's deterministic order.</summary>
+public sealed class VolumeBatch
+{
+    internal VolumeBatch(int epoch, int index, IReadOnlyList<LoadedSample> samples)
+    {
+        Epoch = epoch;
+        Index = index;
+        Samples = samples;
+    }
+
+    /// <summary>The epoch.</summary>
+    public int Epoch { get; }
+
+    /// <summary>The batch's index within the epoch (for this shard).</summary>
+    public int Index { get; }
+
+    /// <summary>The examples.</summary>
+    public IReadOnlyList<LoadedSample> Samples { get; }
+
+    /// <summary>The report texts, in order.</summary>
+    public IReadOnlyList<string> Reports => [.. Samples.Select(s => s.Entry.Report)];
+
+    /// <summary>
+    /// Stacks the volumes into a <c>[batch, frames, k, j, i]</c> float32 tensor (the channel axis holds the frames), on
+    /// <paramref name="device"/> (CPU when null). The caller owns the tensor.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The volumes differ in shape (the pipeline should end in a fixed size).</exception>
+    public Tensor ToTensor(Device? device = null)
+    {
+        var first = Samples[0].Volume;
+        foreach (var s in Samples)
+        {
+            if (s.Volume.Shape != first.Shape || s.Volume.Frames != first.Frames)
+            {
+                throw new InvalidOperationException($"Cannot stack volumes of shapes {first.Shape}x{first.Frames} and {s.Volume.Shape}x{s.Volume.Frames} ({s.Entry.Path}); end the pipeline with a fixed-size step such as crop_or_pad.");
+            }
+        }
+
+        var per = first.Data.Length;
+        var data = GC.AllocateUninitializedArray<float>(per * Samples.Count);
+        for (var n = 0; n < Samples.Count; n++)
+        {
+            Samples[n].Volume.Data.Span.CopyTo(data.AsSpan(n * per, per));
+        }
+
+        var t = tensor(data, [Samples.Count, first.Frames, first.Shape.Z, first.Shape.Y, first.Shape.X], ScalarType.Float32);
+        if (device is null || device.type == DeviceType.CPU)
+        {
+            return t;
+        }
+
+        using (t)
+        {
+            return t.to(device);
+        }
+    }
+}

@@ -1,0 +1,216 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using MedVlp.Volumes;
+using MedVlp.Volumes.IO;
+using MedVlp.Volumes.Transforms;
+
+namespace MedVlp.Data;
+
+/// <summary>
+/// Streams preprocessed batches for training: worker threads read volumes, apply the pipeline and hand results to the
+/// consumer through bounded channels (so at most <see cref="VolumeLoaderOptions.PrefetchBatches"/> batches wait in
+/// memory). The order is a deterministic shuffle of the seed and epoch, split into shards for many processes; random
+/// transforms get a seed derived from the run seed, epoch and example, so results do not depend on the number of workers.
+/// </summary>
+public sealed class VolumeDataLoader
+{
+    private readonly ManifestEntry[] _entries;
+    private readonly TransformPipeline? _pipeline;
+    private readonly VolumeLoaderOptions _options;
+    private readonly PreprocessedVolumeCache? _cache;
+    private readonly int _cachedSteps;
+    private readonly string? _fingerprint;
+
+    /// <summary>Creates a loader over <paramref name="entries"/>.</summary>
+    /// <param name="entries">The examples (for example <c>manifest.Split("train")</c>).</param>
+    /// <param name="pipeline">The preprocessing and augmentation; null to load volumes as they are.</param>
+    /// <param name="options">Batching, workers, shuffling, sharding and caching.</param>
+    public VolumeDataLoader(IEnumerable<ManifestEntry> entries, TransformPipeline? pipeline, VolumeLoaderOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        _entries = [.. entries];
+        _pipeline = pipeline;
+        _options = options ?? new VolumeLoaderOptions();
+        _options.Validate();
+        if (_options.CacheDirectory is not null && pipeline is not null)
+        {
+            _cache = new PreprocessedVolumeCache(_options.CacheDirectory);
+            _cachedSteps = pipeline.DeterministicPrefixLength;
+            _fingerprint = pipeline.Fingerprint(_cachedSteps);
+        }
+    }
+
+    /// <summary>The options.</summary>
+    public VolumeLoaderOptions Options => _options;
+
+    /// <summary>The number of examples this shard reads per epoch.</summary>
+    public int ExamplesPerEpoch => _entries.Length / _options.ShardCount;
+
+    /// <summary>The number of batches this shard yields per epoch.</summary>
+    public int BatchesPerEpoch => _options.DropLast ? ExamplesPerEpoch / _options.BatchSize : (ExamplesPerEpoch + _options.BatchSize - 1) / _options.BatchSize;
+
+    /// <summary>
+    /// This shard's example indices (into the entries) for <paramref name="epoch"/>: every shard applies the same
+    /// permutation of the seed and epoch and takes every n-th example from position i; the tail that would make shards
+    /// unequal is dropped, so all processes run the same number of steps.
+    /// </summary>
+    public IReadOnlyList<int> EpochOrder(int epoch)
+    {
+        var order = Enumerable.Range(0, _entries.Length).ToArray();
+        if (_options.Shuffle)
+        {
+            var rng = new Random(unchecked((int)Mix(_options.Seed, epoch, -1)));
+            rng.Shuffle(order);
+        }
+
+        var n = _options.ShardCount;
+        var count = order.Length / n;
+        var mine = new int[count];
+        for (var p = 0; p < count; p++)
+        {
+            mine[p] = order[(p * n) + _options.ShardIndex];
+        }
+
+        return mine;
+    }
+
+    /// <summary>The seed of the random transforms for an example in an epoch (independent of workers and shards).</summary>
+    public int SampleSeed(int epoch, int entryIndex) => unchecked((int)Mix(_options.Seed, epoch, entryIndex));
+
+    /// <summary>Loads and preprocesses one example (reading through the cache when one is configured).</summary>
+    public Volume LoadExample(int entryIndex, int epoch, CancellationToken cancellationToken = default)
+    {
+        var entry = _entries[entryIndex];
+        try
+        {
+            Volume? volume = null;
+            var start = 0;
+            if (_cache is not null)
+            {
+                volume = _cache.TryRead(entry.Path, _fingerprint!);
+                start = volume is null ? 0 : _cachedSteps;
+            }
+
+            volume ??= Read(entry.Path, cancellationToken);
+            if (_pipeline is null)
+            {
+                return volume;
+            }
+
+            if (_cache is not null && start == 0)
+            {
+                volume = _pipeline.ApplyRange(volume, 0, _cachedSteps, null, cancellationToken);
+                _cache.Write(entry.Path, _fingerprint!, volume);
+                start = _cachedSteps;
+            }
+
+            var random = new Random(SampleSeed(epoch, entryIndex));
+            return _pipeline.ApplyRange(volume, start, _pipeline.Transforms.Count - start, random, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not VolumeFormatException)
+        {
+            throw new InvalidOperationException($"Example \"{entry.Id}\" (manifest line {entry.Line}, {entry.Path}): {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>Streams the batches of one epoch in order. Stop early by breaking out or cancelling; workers stop too.</summary>
+    /// <param name="epoch">The epoch (changes the shuffle and the augmentation seeds).</param>
+    /// <param name="cancellationToken">Stops the workers and the enumeration.</param>
+    public async IAsyncEnumerable<VolumeBatch> ReadEpochAsync(int epoch, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var order = EpochOrder(epoch);
+        var total = _options.DropLast ? order.Count / _options.BatchSize * _options.BatchSize : order.Count;
+        if (total == 0)
+        {
+            yield break;
+        }
+
+        var workers = Math.Min(_options.Workers, total);
+        var perWorker = Math.Max(1, ((_options.PrefetchBatches * _options.BatchSize) + workers - 1) / workers);
+        var channels = new Channel<(Volume? Volume, Exception? Error)>[workers];
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var tasks = new Task[workers];
+        for (var w = 0; w < workers; w++)
+        {
+            channels[w] = Channel.CreateBounded<(Volume?, Exception?)>(new BoundedChannelOptions(perWorker) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+            var worker = w;
+            tasks[w] = Task.Factory.StartNew(() => RunWorker(worker, workers, order, total, epoch, channels[worker].Writer, stop.Token),
+                stop.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        }
+
+        try
+        {
+            var batch = new List<LoadedSample>(_options.BatchSize);
+            var batchIndex = 0;
+            for (var p = 0; p < total; p++)
+            {
+                var (volume, error) = await channels[p % workers].Reader.ReadAsync(stop.Token).ConfigureAwait(false);
+                if (error is not null)
+                {
+                    throw error;
+                }
+
+                batch.Add(new LoadedSample(_entries[order[p]], volume!, p));
+                if (batch.Count == _options.BatchSize || p == total - 1)
+                {
+                    yield return new VolumeBatch(epoch, batchIndex++, batch);
+                    batch = new List<LoadedSample>(_options.BatchSize);
+                }
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await Task.WhenAll(tasks).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // the workers were told to stop
+            }
+        }
+    }
+
+    private async Task RunWorker(int worker, int workers, IReadOnlyList<int> order, int total, int epoch, ChannelWriter<(Volume?, Exception?)> writer, CancellationToken token)
+    {
+        try
+        {
+            for (var p = worker; p < total; p += workers)
+            {
+                token.ThrowIfCancellationRequested();
+                (Volume?, Exception?) item;
+                try
+                {
+                    item = (LoadExample(order[p], epoch, token), null);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    item = (null, ex);
+                }
+
+                await writer.WriteAsync(item, token).ConfigureAwait(false);
+                if (item.Item2 is not null)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            writer.TryComplete();
+        }
+    }
+
+    private Volume Read(string path, CancellationToken cancellationToken) =>
+        _options.Reader is { } reader ? reader(path, cancellationToken) : VolumeReader.Read(path, _options.ReadOptions, cancellationToken);
+
+    /// <summary>SplitMix64 of the seed, epoch and index: a stable, well-mixed 64-bit value (unlike HashCode, the same in every process).</summary>
+    private static ulong Mix(int seed, int epoch, int index)
+    {
+        var z = unchecked(((ulong)(uint)seed << 32) ^ ((ulong)(uint)epoch * 0x9E3779B97F4A7C15UL) ^ ((ulong)(uint)index * 0xD1B54A32D192ED03UL));
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        return z ^ (z >> 31);
+    }
+}
