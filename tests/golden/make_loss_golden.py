@@ -306,6 +306,24 @@ def main():
         c["outputs"] = {"assignment": enc(idx.double())}
         cases.append(c)
 
+    # SIMD evaluation paths (MedVlp.Losses.Similarity): float32 inputs, float64 reference values.
+    for n, m, d in [(5, 7, 16), (32, 32, 64), (3, 40, 128)]:
+        a = rn(n, d).float().double()
+        b_ = rn(m, d).float().double()
+        cos = F.normalize(a, dim=-1) @ F.normalize(b_, dim=-1).T
+        dots = a @ b_.T
+        scale = 14.285714149475098  # float32(1 / 0.07)
+        probs = F.softmax(scale * cos, dim=-1)
+        k = min(5, m)
+        topk = torch.topk(cos, k, dim=-1).indices
+        c = {"name": f"similarity/{n}x{m}x{d}", "kind": "similarity", "params": {"logit_scale": scale, "k": k},
+             "inputs": {"a": enc(a), "b": enc(b_)}, "value": 0.0, "terms": {}, "grads": {},
+             "outputs": {"cosine": enc(cos), "dots": enc(dots), "softmax": enc(probs), "topk": enc(topk.double())}}
+        if n == m:
+            an, bn = F.normalize(a, dim=-1), F.normalize(b_, dim=-1)
+            c["outputs"]["infonce"] = enc(torch.stack([clip_loss(an, bn, torch.tensor(scale), ls)[0] for ls in (0.0, 0.1)]))
+        cases.append(c)
+
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump({"generator": "tests/golden/make_loss_golden.py", "torch": torch.__version__, "cases": cases}, f, separators=(",", ":"))
