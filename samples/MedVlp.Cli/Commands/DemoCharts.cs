@@ -53,6 +53,13 @@ internal static class DemoCharts
         chance.LinePattern = ScottPlot.LinePattern.Dotted;
         chance.Color = ScottPlot.Colors.Gray;
 
+        // Same-class pairs in a batch cannot be told apart from the image alone, so the loss floors near ln(batch / classes).
+        var floor = plot.Add.HorizontalLine(Math.Log(history.BatchSize / 3.0));
+        floor.LegendText = string.Create(CultureInfo.InvariantCulture, $"class-only floor, about ln({history.BatchSize}/3)");
+        floor.LineWidth = 1.5f;
+        floor.LinePattern = ScottPlot.LinePattern.DenselyDashed;
+        floor.Color = ScottPlot.Colors.SeaGreen;
+
         var lr = plot.Add.ScatterLine(steps, history.LearningRates.ToArray());
         lr.LegendText = "learning rate (right axis)";
         lr.LineWidth = 1.5f;
@@ -65,9 +72,10 @@ internal static class DemoCharts
         plot.XLabel("training step");
         plot.YLabel("symmetric InfoNCE loss");
         plot.Axes.Right.Label.Text = "learning rate";
-        plot.Axes.SetLimitsY(0, Math.Max(0.5, history.Losses.Max() * 1.05), plot.Axes.Left);
+        var lowest = Math.Min(history.Losses.Min(), Math.Log(history.BatchSize / 3.0));
+        plot.Axes.SetLimitsY(Math.Max(0, Math.Floor((lowest - 0.3) * 2) / 2), Math.Max(lowest + 0.5, history.Losses.Max() + 0.1), plot.Axes.Left);
         plot.Axes.SetLimitsY(0, history.LearningRates.Max() * 1.1, plot.Axes.Right);
-        plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         plot.SavePng(path, 1000, 560);
     }
 
