@@ -34,6 +34,7 @@ public sealed class VisionLanguageModel : IDisposable
     /// <summary>File names inside a model package.</summary>
     public const string ConfigFileName = "config.json", WeightsFileName = "model.safetensors", PreprocessingFileName = "preprocessing.json";
 
+    private static readonly Lock InitializationLock = new();
     private bool _disposed;
 
     private VisionLanguageModel(VisionLanguageModelConfig config, DualEncoderModel module, TextTokenizer tokenizer, TransformPipeline preprocessing, Device device)
@@ -62,8 +63,15 @@ public sealed class VisionLanguageModel : IDisposable
         config.Validate();
         CheckCompatible(config, tokenizer, preprocessing, null);
         device ??= CPU;
-        random.manual_seed(seed);
-        var module = new DualEncoderModel(config);
+        DualEncoderModel module;
+        // libtorch's default generator is process-wide: hold it while seeding and initialising, so that concurrent
+        // Create calls cannot interleave their draws. (Other code drawing from it at the same time still can.)
+        lock (InitializationLock)
+        {
+            random.manual_seed(seed);
+            module = new DualEncoderModel(config);
+        }
+
         if (device.type != DeviceType.CPU)
         {
             module.to(device);

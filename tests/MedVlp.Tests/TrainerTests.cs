@@ -5,6 +5,11 @@ using static TorchSharp.torch;
 
 namespace MedVlp.Tests;
 
+/// <summary>Runs alone: determinism needs libtorch's process-wide random generator to itself.</summary>
+[CollectionDefinition(nameof(TorchRandomState), DisableParallelization = true)]
+public sealed class TorchRandomState;
+
+[Collection(nameof(TorchRandomState))]
 public sealed class TrainerTests
 {
     private static VolumeTextPair[] Pairs(int count, int seed) =>
