@@ -1,3 +1,5 @@
+using MedVlp.Volumes.IO.Dicom;
+
 namespace MedVlp.Volumes.IO;
 
 /// <summary>Options for reading volumes.</summary>
@@ -14,4 +16,7 @@ public sealed class VolumeReadOptions
 
     /// <summary>Read only the first frame of 4D/5D files (the others are skipped, not decoded). Default: false.</summary>
     public bool FirstFrameOnly { get; init; }
+
+    /// <summary>How DICOM files and folders are assembled into a volume (series choice, spacing tolerance).</summary>
+    public DicomReadOptions Dicom { get; init; } = DicomReadOptions.Default;
 }

@@ -1,3 +1,4 @@
+using MedVlp.Volumes.IO.Dicom;
 using MedVlp.Volumes.IO.Nifti;
 
 namespace MedVlp.Volumes.IO;
@@ -7,8 +8,8 @@ namespace MedVlp.Volumes.IO;
 /// </summary>
 public static class VolumeReader
 {
-    /// <summary>Reads a volume from a file (or, for DICOM, a folder once supported).</summary>
-    /// <param name="path">The file to read.</param>
+    /// <summary>Reads a volume from a file, or from a folder holding one DICOM series.</summary>
+    /// <param name="path">The file to read (NIfTI or DICOM), or a folder of DICOM files (one series, or the one chosen in <see cref="VolumeReadOptions.Dicom"/>).</param>
     /// <param name="options">Reading options, or <see langword="null"/> for the defaults.</param>
     /// <param name="cancellationToken">Cancels a long read.</param>
     /// <exception cref="FileNotFoundException">Nothing exists at <paramref name="path"/>.</exception>
@@ -38,28 +39,44 @@ public static class VolumeReader
             throw new FileNotFoundException($"{path}: no such file or folder.", path);
         }
 
-        if (File.Exists(path) && NiftiReader.HasNiftiExtension(path))
+        if (Directory.Exists(path))
+        {
+            return VolumeFileFormat.Dicom;
+        }
+
+        if (NiftiReader.HasNiftiExtension(path))
         {
             return VolumeFileFormat.Nifti;
         }
 
-        if (File.Exists(path))
+        if (path.EndsWith(".dcm", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".dicom", StringComparison.OrdinalIgnoreCase))
         {
-            Span<byte> head = stackalloc byte[4];
-            using var f = File.OpenRead(path);
-            var got = f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            if (got == 4)
+            return VolumeFileFormat.Dicom;
+        }
+
+        Span<byte> head = stackalloc byte[132];
+        int got;
+        using (var f = File.OpenRead(path))
+        {
+            got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+
+        if (got >= 4)
+        {
+            try
             {
-                try
-                {
-                    NiftiHeader.DetectVersion(head, path);
-                    return VolumeFileFormat.Nifti;
-                }
-                catch (VolumeFormatException)
-                {
-                    // Not NIfTI; fall through.
-                }
+                NiftiHeader.DetectVersion(head, path);
+                return VolumeFileFormat.Nifti;
             }
+            catch (VolumeFormatException)
+            {
+                // Not NIfTI; fall through.
+            }
+        }
+
+        if (DicomParser.HasDicomMagic(head[..got]) || DicomParser.LooksLikeBareDataset(head[..got]))
+        {
+            return VolumeFileFormat.Dicom;
         }
 
         return VolumeFileFormat.Unknown;
@@ -73,4 +90,6 @@ public enum VolumeFileFormat
     Unknown = 0,
     /// <summary>NIfTI-1 or NIfTI-2 (<c>.nii</c>, <c>.nii.gz</c>, <c>.hdr</c>/<c>.img</c>).</summary>
     Nifti,
+    /// <summary>DICOM: a Part-10 file (<c>.dcm</c> or "DICM" at byte 128), a bare data set, or a folder holding a series.</summary>
+    Dicom,
 }
