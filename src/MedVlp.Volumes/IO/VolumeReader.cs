@@ -21,7 +21,8 @@ public static class VolumeReader
         return format switch
         {
             VolumeFileFormat.Nifti => NiftiReader.Read(path, options, cancellationToken),
-            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img)."),
+            VolumeFileFormat.Dicom => DicomSeriesReader.Read(path, options, cancellationToken),
+            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img) or DICOM (a file, or a folder holding a series)."),
         };
     }
 

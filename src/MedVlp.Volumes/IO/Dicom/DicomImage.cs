@@ -203,7 +203,12 @@ internal sealed class DicomImage
             return Enumerable.Repeat(classic, frames).ToArray();
         }
 
-        if (perFrame.Count != 0 && perFrame.Count != frames)
+        if (perFrame.Count > frames)
+        {
+            // Files cut down from a larger multi-frame (as pydicom's liver_1frame.dcm) keep extra items: use the first ones.
+            perFrame = [.. perFrame.Take(frames)];
+        }
+        else if (perFrame.Count != 0 && perFrame.Count < frames)
         {
             throw new VolumeFormatException(ds.Path, "PerFrameFunctionalGroupsSequence", $"has {perFrame.Count} item(s); NumberOfFrames is {frames}.");
         }

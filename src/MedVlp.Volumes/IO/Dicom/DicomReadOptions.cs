@@ -20,10 +20,17 @@ public sealed class DicomReadOptions
     public bool AllowIrregularSpacing { get; init; }
 
     /// <summary>
-    /// How far (relative to the median step) a step between neighbouring slices may differ from the median
-    /// before it counts as a gap or irregular spacing. Default: 0.01 (1 %), with an absolute floor of 0.001 mm.
+    /// How far, relative to the median step, a step between neighbouring slices may differ from the median before
+    /// it counts as a gap or irregular spacing. Default: 0.05 (5 %). The allowed difference is the larger of this
+    /// and <see cref="AbsoluteSpacingTolerance"/>.
     /// </summary>
-    public double SpacingTolerance { get; init; } = 0.01;
+    public double SpacingTolerance { get; init; } = 0.05;
+
+    /// <summary>
+    /// The allowed difference between a step and the median step in millimetres, whatever the relative tolerance.
+    /// Default: 0.1 mm, since many scanners write positions rounded to 0.1 mm. A missing slice still doubles a step.
+    /// </summary>
+    public double AbsoluteSpacingTolerance { get; init; } = 0.1;
 
     /// <summary>Also look in subfolders when given a folder. Default: false.</summary>
     public bool Recursive { get; init; }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 
 namespace MedVlp.Volumes.IO.Dicom;
 
@@ -104,7 +105,7 @@ public static class DicomSeriesReader
     {
         var images = new DicomImage?[files.Count];
         var skipped = new ConcurrentBag<string>();
-        Parallel.For(0, files.Count, new ParallelOptions { CancellationToken = cancellationToken, MaxDegreeOfParallelism = Environment.ProcessorCount }, n =>
+        ForEach(files.Count, n =>
         {
             var file = files[n];
             if (skipNonImages && !IsDicomFile(file))
@@ -121,8 +122,30 @@ public static class DicomSeriesReader
             }
 
             images[n] = DicomImage.From(header, options);
-        });
+        }, cancellationToken);
         return ([.. images.Where(i => i is not null).Select(i => i!)], [.. skipped.Order(StringComparer.Ordinal)]);
+    }
+
+    /// <summary>Runs the body for 0..count-1 on the thread pool; the first failure surfaces as itself, not wrapped.</summary>
+    private static void ForEach(int count, Action<int> body, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (count == 1)
+        {
+            body(0);
+            return;
+        }
+
+        try
+        {
+            Parallel.For(0, count, new ParallelOptions { CancellationToken = cancellationToken }, body);
+        }
+        catch (AggregateException ex)
+        {
+            var first = ex.Flatten().InnerExceptions.OrderBy(e => e is VolumeFormatException ? 0 : 1).First();
+            ExceptionDispatchInfo.Capture(first).Throw();
+            throw;
+        }
     }
 
     private static bool IsDicomFile(string file)
@@ -228,7 +251,7 @@ public static class DicomSeriesReader
                 .Select(s => s with { Distance = Dot(s.Geometry.Position!, normal) })
                 .OrderBy(s => s.Distance)
                 .ThenBy(s => s.Image.InstanceNumber ?? 0)];
-            kStep = CheckSpacing(slices, source, options.Dicom, warnings);
+            kStep = CheckSpacing(slices, normal, source, options.Dicom, warnings);
         }
 
         var origin = slices[0].Geometry.Position ?? [0, 0, 0];
@@ -275,11 +298,12 @@ public static class DicomSeriesReader
 
         var done = 0;
         var ordered = slices.Select(s => s.Image).Distinct().ToList();
-        Parallel.ForEach(ordered, new ParallelOptions { CancellationToken = cancellationToken, MaxDegreeOfParallelism = Environment.ProcessorCount }, image =>
+        ForEach(ordered.Count, n =>
         {
+            var image = ordered[n];
             DicomPixelDecoder.Decode(image, data, slots[image], pixels * sliceCount, cancellationToken);
             progress?.Report((double)Interlocked.Increment(ref done) / ordered.Count);
-        });
+        }, cancellationToken);
 
         var g0 = first.FrameGeometry[0];
         var rescaleVaries = slices.Any(s => s.Geometry.Slope != g0.Slope || s.Geometry.Intercept != g0.Intercept);
@@ -362,7 +386,7 @@ public static class DicomSeriesReader
         _ = source;
     }
 
-    private static double[] CheckSpacing(List<Slice> slices, string source, DicomReadOptions options, List<string> warnings)
+    private static double[] CheckSpacing(List<Slice> slices, double[] normal, string source, DicomReadOptions options, List<string> warnings)
     {
         var n = slices.Count;
         var steps = new double[n - 1];
@@ -379,7 +403,7 @@ public static class DicomSeriesReader
 
         var sorted = steps.Order().ToArray();
         var median = sorted[sorted.Length / 2];
-        var tolerance = Math.Max(options.SpacingTolerance * median, 1e-3);
+        var tolerance = Math.Max(options.SpacingTolerance * median, options.AbsoluteSpacingTolerance);
         var irregular = Enumerable.Range(0, n - 1).Where(k => Math.Abs(steps[k] - median) > tolerance).ToList();
         if (irregular.Count > 0)
         {
@@ -397,10 +421,24 @@ public static class DicomSeriesReader
             return [q[0] - p[0], q[1] - p[1], q[2] - p[2]];
         }
 
-        // The mean step vector from first to last keeps a gantry tilt's shear: the true affine.
+        // As dcm2niix: the slice spacing is the distance between the first two slices, along the slice normal.
+        // When the positions do not advance along the normal (gantry tilt), the mean step vector from first to
+        // last slice is used instead, which keeps the tilt's shear in the affine (the true geometry, unresampled).
         var first = slices[0].Geometry.Position!;
+        var second = slices[1].Geometry.Position!;
         var last = slices[^1].Geometry.Position!;
-        return [(last[0] - first[0]) / (n - 1), (last[1] - first[1]) / (n - 1), (last[2] - first[2]) / (n - 1)];
+        double[] mean = [(last[0] - first[0]) / (n - 1), (last[1] - first[1]) / (n - 1), (last[2] - first[2]) / (n - 1)];
+        var meanLength = Math.Sqrt(Dot(mean, mean));
+        var along = Dot(mean, normal) / meanLength;
+        if (along < 1 - 1e-4)
+        {
+            warnings.Add($"the slices advance at {(Math.Acos(Math.Min(1, along)) * 180 / Math.PI).ToString("G3", CultureInfo.InvariantCulture)} degrees to the slice normal (gantry tilt?); the affine keeps the shear.");
+            return mean;
+        }
+
+        double[] d = [second[0] - first[0], second[1] - first[1], second[2] - first[2]];
+        var spacing = Math.Sqrt(Dot(d, d));
+        return [normal[0] * spacing, normal[1] * spacing, normal[2] * spacing];
     }
 
     private static (double[] Row, double[] Col, double[] Normal) Directions(double[]? iop, string path)
