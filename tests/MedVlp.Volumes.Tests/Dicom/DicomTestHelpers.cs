@@ -13,6 +13,7 @@ namespace MedVlp.Volumes.Tests.Dicom;
 internal sealed class DicomBuilder
 {
     private readonly SortedDictionary<uint, (string Vr, byte[] Value)> _elements = [];
+    private readonly HashSet<uint> _undefinedLength = [];
 
     public string TransferSyntax { get; set; } = "1.2.840.10008.1.2.1";
 
@@ -49,6 +50,50 @@ internal sealed class DicomBuilder
     {
         _elements[tag] = (vr, value);
         return this;
+    }
+
+    /// <summary>A sequence of items; with <paramref name="undefinedLength"/> the sequence and its items use delimiters.</summary>
+    public DicomBuilder Sequence(uint tag, bool undefinedLength, params DicomBuilder[] items)
+    {
+        using var ms = new MemoryStream();
+        foreach (var item in items)
+        {
+            var body = item.BuildDataset();
+            ms.Write([0xFE, 0xFF, 0x00, 0xE0]);
+            ms.Write(BitConverter.GetBytes(undefinedLength ? 0xFFFF_FFFFu : (uint)body.Length));
+            ms.Write(body);
+            if (undefinedLength)
+            {
+                ms.Write([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            }
+        }
+
+        if (undefinedLength)
+        {
+            ms.Write([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+            _undefinedLength.Add(tag);
+        }
+
+        _elements[tag] = ("SQ", ms.ToArray());
+        return this;
+    }
+
+    public DicomBuilder Remove(uint tag)
+    {
+        _elements.Remove(tag);
+        return this;
+    }
+
+    /// <summary>The data set's elements only (no preamble or meta header).</summary>
+    public byte[] BuildDataset()
+    {
+        using var ms = new MemoryStream();
+        foreach (var (tag, (vr, value)) in _elements)
+        {
+            WriteElement(ms, tag, vr, value, _undefinedLength.Contains(tag));
+        }
+
+        return ms.ToArray();
     }
 
     /// <summary>A 16-bit signed slice of <paramref name="columns"/> x <paramref name="rows"/> at a position and orientation.</summary>
@@ -99,11 +144,7 @@ internal sealed class DicomBuilder
         WriteElement(ms, 0x0002_0000, "UL", groupLength);
         meta.Position = 0;
         meta.CopyTo(ms);
-        foreach (var (tag, (vr, value)) in _elements)
-        {
-            WriteElement(ms, tag, vr, value);
-        }
-
+        ms.Write(BuildDataset());
         return ms.ToArray();
     }
 
@@ -113,7 +154,7 @@ internal sealed class DicomBuilder
         return path;
     }
 
-    private static void WriteElement(Stream s, uint tag, string vr, byte[] value)
+    private static void WriteElement(Stream s, uint tag, string vr, byte[] value, bool undefinedLength = false)
     {
         Span<byte> h = stackalloc byte[12];
         BinaryPrimitives.WriteUInt16LittleEndian(h, (ushort)(tag >> 16));
@@ -122,7 +163,7 @@ internal sealed class DicomBuilder
         h[5] = (byte)vr[1];
         if (vr is "OB" or "OW" or "SQ" or "UN" or "UT" or "OF")
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)value.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(h[8..], undefinedLength ? 0xFFFF_FFFFu : (uint)value.Length);
             s.Write(h);
         }
         else
@@ -215,4 +256,20 @@ internal static class DicomGolden
         using var doc = JsonDocument.Parse(System.IO.File.ReadAllText(MedVlp.Testing.TestData.Golden(name)));
         return doc.RootElement.Clone();
     }
+}
+
+/// <summary>Tag numbers used by the tests (the library's table is internal to the parser).</summary>
+internal static class DicomTagIds
+{
+    public const uint ImagePositionPatient = DicomTag.ImagePositionPatient;
+    public const uint ImageOrientationPatient = DicomTag.ImageOrientationPatient;
+    public const uint PixelSpacing = DicomTag.PixelSpacing;
+    public const uint RescaleIntercept = DicomTag.RescaleIntercept;
+    public const uint RescaleSlope = DicomTag.RescaleSlope;
+    public const uint SharedFunctionalGroups = DicomTag.SharedFunctionalGroups;
+    public const uint PerFrameFunctionalGroups = DicomTag.PerFrameFunctionalGroups;
+    public const uint PlanePositionSequence = DicomTag.PlanePositionSequence;
+    public const uint PlaneOrientationSequence = DicomTag.PlaneOrientationSequence;
+    public const uint PixelMeasuresSequence = DicomTag.PixelMeasuresSequence;
+    public const uint PixelValueTransformationSequence = DicomTag.PixelValueTransformationSequence;
 }
