@@ -33,7 +33,7 @@ internal sealed class DicomFileHeader
     {
         Stream s = Inflated is not null
             ? new MemoryStream(Inflated, writable: false)
-            : new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+            : new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
         s.Position = PixelDataOffset;
         return s;
     }
@@ -99,23 +99,28 @@ internal sealed class DicomParser : IDisposable
 
     /// <summary>Parses the file up to its pixel data.</summary>
     /// <exception cref="VolumeFormatException">The file is not DICOM, is damaged, or uses an unsupported transfer syntax.</exception>
-    public static DicomFileHeader ParseFile(string path, CancellationToken cancellationToken = default)
+    public static DicomFileHeader ParseFile(string path, CancellationToken cancellationToken = default) =>
+        ParseFile(path, nullIfNotDicom: false, cancellationToken)!;
+
+    /// <summary>Parses the file up to its pixel data; returns null for a file that does not look like DICOM at all when <paramref name="nullIfNotDicom"/>.</summary>
+    public static DicomFileHeader? ParseFile(string path, bool nullIfNotDicom, CancellationToken cancellationToken = default)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
-        return Parse(file, path, cancellationToken);
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 8192, FileOptions.SequentialScan);
+        using var parser = new DicomParser(file, path, file.Length);
+        return parser.ParseAll(nullIfNotDicom, cancellationToken);
     }
 
     /// <summary>Parses a seekable stream (a whole file) up to its pixel data.</summary>
     public static DicomFileHeader Parse(Stream stream, string path, CancellationToken cancellationToken = default)
     {
         using var parser = new DicomParser(stream, path, stream.Length);
-        return parser.ParseAll(cancellationToken);
+        return parser.ParseAll(nullIfNotDicom: false, cancellationToken)!;
     }
 
     /// <inheritdoc />
     public void Dispose() => _inflatedStream?.Dispose();
 
-    private DicomFileHeader ParseAll(CancellationToken cancellationToken)
+    private DicomFileHeader? ParseAll(bool nullIfNotDicom, CancellationToken cancellationToken)
     {
         var head = new byte[132];
         var got = _stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
@@ -134,6 +139,11 @@ internal sealed class DicomParser : IDisposable
         }
         else if (!LooksLikeBareDataset(head.AsSpan(0, got)))
         {
+            if (nullIfNotDicom)
+            {
+                return null;
+            }
+
             throw new VolumeFormatException(_path, "preamble", "not a DICOM file: no \"DICM\" magic at byte 128 and the file does not start with a DICOM data set.");
         }
 

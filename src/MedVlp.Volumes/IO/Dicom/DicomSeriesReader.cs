@@ -108,13 +108,13 @@ public static class DicomSeriesReader
         ForEach(files.Count, n =>
         {
             var file = files[n];
-            if (skipNonImages && !IsDicomFile(file))
+            var header = DicomParser.ParseFile(file, nullIfNotDicom: skipNonImages, cancellationToken);
+            if (header is null)
             {
                 skipped.Add($"{file}: not a DICOM file");
                 return;
             }
 
-            var header = DicomParser.ParseFile(file, cancellationToken);
             if (skipNonImages && header.PixelDataOffset < 0)
             {
                 skipped.Add($"{file}: a DICOM file without pixel data");
@@ -146,14 +146,6 @@ public static class DicomSeriesReader
             ExceptionDispatchInfo.Capture(first).Throw();
             throw;
         }
-    }
-
-    private static bool IsDicomFile(string file)
-    {
-        Span<byte> head = stackalloc byte[132];
-        using var f = File.OpenRead(file);
-        var got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        return DicomParser.HasDicomMagic(head[..got]) || DicomParser.LooksLikeBareDataset(head[..got]);
     }
 
     private static List<DicomSeriesInfo> Group(List<DicomImage> images) =>
