@@ -1,7 +1,7 @@
 using System.Text.Json;
 using MedVlp.Testing;
 
-namespace MedVlp.Tests.Cli;
+namespace MedVlp.Cli.Tests;
 
 /// <summary><c>medvlp info</c> on DICOM files and series folders.</summary>
 public sealed class InfoDicomTests
