@@ -3,4 +3,5 @@ using MedVlp.Cli.Commands;
 
 var root = new RootCommand("medvlp: 3D medical volumes and vision-language models from the command line.");
 root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(ConvertCommand.Create());
 return root.Parse(args).Invoke();

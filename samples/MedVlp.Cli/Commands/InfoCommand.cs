@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using MedVlp.Volumes;
 using MedVlp.Volumes.IO;
-using MedVlp.Volumes.IO.Dicom;
 using Spectre.Console;
 
 namespace MedVlp.Cli.Commands;
@@ -24,7 +23,7 @@ internal static class InfoCommand
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            var options = new VolumeReadOptions { Dicom = new DicomReadOptions { SeriesInstanceUid = parse.GetValue(series) } };
+            var options = new VolumeReadOptions { SeriesInstanceUid = parse.GetValue(series) };
             var volume = VolumeReader.Read(parse.GetValue(path)!, options);
             var report = VolumeInfo.From(volume);
             if (parse.GetValue(json))

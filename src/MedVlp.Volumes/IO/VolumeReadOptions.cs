@@ -17,6 +17,12 @@ public sealed class VolumeReadOptions
     /// <summary>Read only the first frame of 4D/5D files (the others are skipped, not decoded). Default: false.</summary>
     public bool FirstFrameOnly { get; init; }
 
-    /// <summary>How DICOM files and folders are assembled into a volume (series choice, spacing tolerance).</summary>
+    /// <summary>
+    /// For DICOM folders holding several series: the SeriesInstanceUID to read. <see langword="null"/> (default) reads the
+    /// only series, and fails naming the series found when there are several. Ignored by the single-volume formats.
+    /// </summary>
+    public string? SeriesInstanceUid { get; init; }
+
+    /// <summary>How DICOM slices are assembled into a volume (spacing tolerance, irregular spacing, subfolders).</summary>
     public DicomReadOptions Dicom { get; init; } = DicomReadOptions.Default;
 }

@@ -83,7 +83,10 @@ public sealed class DicomParityTests
         var golden = DicomGolden.Series(folder);
         var result = DicomSeriesReader.ReadSeries(TestData.File(folder));
         Assert.Empty(result.Warnings);
-        var (data, shape, affine) = Canonical.ToRas(result.Volume);
+        var canonical = result.Volume.ToCanonical(); // nibabel's as_closest_canonical (Reorientation, feat/formats)
+        var data = canonical.GetFrame(0);
+        int[] shape = [canonical.Shape.X, canonical.Shape.Y, canonical.Shape.Z];
+        var affine = canonical.Affine;
 
         Assert.Equal(golden.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray(), shape);
         var expected = golden.GetProperty("affine").EnumerateArray().Select(e => e.GetDouble()).ToArray();

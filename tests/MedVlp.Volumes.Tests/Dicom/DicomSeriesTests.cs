@@ -129,15 +129,15 @@ public sealed class DicomSeriesTests
         Assert.Equal(5, ct.Files.Count);
         Assert.Contains(ct.SeriesInstanceUid, ex.Message, StringComparison.Ordinal);
 
-        var result = DicomSeriesReader.ReadSeries(temp.Path, new VolumeReadOptions { Dicom = new DicomReadOptions { SeriesInstanceUid = ct.SeriesInstanceUid } });
+        var result = DicomSeriesReader.ReadSeries(temp.Path, new VolumeReadOptions { SeriesInstanceUid = ct.SeriesInstanceUid });
         Assert.Equal(new VolumeShape(16, 16, 5), result.Volume.Shape);
         Assert.Contains(result.Warnings, w => w.Contains("README.txt", StringComparison.Ordinal));
 
         var mr = series.Single(s => s.Modality == "MR");
-        var mrVolume = VolumeReader.Read(temp.Path, new VolumeReadOptions { Dicom = new DicomReadOptions { SeriesInstanceUid = mr.SeriesInstanceUid } });
+        var mrVolume = VolumeReader.Read(temp.Path, new VolumeReadOptions { SeriesInstanceUid = mr.SeriesInstanceUid });
         Assert.Equal(new VolumeShape(64, 64, 1), mrVolume.Shape);
 
-        var missing = Assert.Throws<VolumeFormatException>(() => VolumeReader.Read(temp.Path, new VolumeReadOptions { Dicom = new DicomReadOptions { SeriesInstanceUid = "9.9.9" } }));
+        var missing = Assert.Throws<VolumeFormatException>(() => VolumeReader.Read(temp.Path, new VolumeReadOptions { SeriesInstanceUid = "9.9.9" }));
         Assert.Contains("no series 9.9.9", missing.Message, StringComparison.Ordinal);
     }
 

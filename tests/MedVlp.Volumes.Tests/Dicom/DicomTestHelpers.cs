@@ -176,63 +176,6 @@ internal sealed class DicomBuilder
     }
 }
 
-/// <summary>Reorients a volume to RAS without resampling, as nibabel's <c>as_closest_canonical</c> (test-local until the library has one).</summary>
-internal static class Canonical
-{
-    public static (float[] Data, int[] Shape, Affine Affine) ToRas(Volume v)
-    {
-        var ornt = Orientation.AxisMapping(v.Affine);
-        int[] inShape = [v.Shape.X, v.Shape.Y, v.Shape.Z];
-        var outShape = new int[3];
-        for (var a = 0; a < 3; a++)
-        {
-            outShape[ornt[a].WorldAxis] = inShape[a];
-        }
-
-        var m = new double[16];
-        m[15] = 1;
-        for (var r = 0; r < 3; r++)
-        {
-            var origin = v.Affine[r, 3];
-            for (var a = 0; a < 3; a++)
-            {
-                var (w, s) = ornt[a];
-                m[(r * 4) + w] = s * v.Affine[r, a];
-                if (s < 0)
-                {
-                    origin += v.Affine[r, a] * (inShape[a] - 1);
-                }
-            }
-
-            m[(r * 4) + 3] = origin;
-        }
-
-        var src = v.GetFrame(0);
-        var data = new float[src.Length];
-        var o = new int[3];
-        var idx = new int[3];
-        var n = 0;
-        for (o[2] = 0; o[2] < outShape[2]; o[2]++)
-        {
-            for (o[1] = 0; o[1] < outShape[1]; o[1]++)
-            {
-                for (o[0] = 0; o[0] < outShape[0]; o[0]++)
-                {
-                    for (var a = 0; a < 3; a++)
-                    {
-                        var (w, s) = ornt[a];
-                        idx[a] = s > 0 ? o[w] : inShape[a] - 1 - o[w];
-                    }
-
-                    data[n++] = src[idx[0] + (inShape[0] * (idx[1] + (inShape[1] * idx[2])))];
-                }
-            }
-        }
-
-        return (data, outShape, Affine.FromRowMajor(m));
-    }
-}
-
 /// <summary>Reads the golden JSON written by tests/golden/make_dicom_golden.py.</summary>
 internal static class DicomGolden
 {

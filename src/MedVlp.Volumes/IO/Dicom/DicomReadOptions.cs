@@ -7,12 +7,6 @@ public sealed class DicomReadOptions
     public static DicomReadOptions Default { get; } = new();
 
     /// <summary>
-    /// The series to read when a folder holds several. <see langword="null"/> (the default) reads the only series,
-    /// and fails with a list of the series found when there are several: series are never merged.
-    /// </summary>
-    public string? SeriesInstanceUid { get; init; }
-
-    /// <summary>
     /// Accept slices whose spacing along the slice normal is not uniform (missing slices, gaps): the volume then
     /// uses the median step and <see cref="DicomSeriesResult.Warnings"/> lists every irregular step. Default: false,
     /// irregular spacing is an error, since a regular grid cannot represent it.

@@ -164,7 +164,7 @@ public static class DicomSeriesReader
         }
 
         var series = Group(images);
-        var wanted = options.Dicom.SeriesInstanceUid;
+        var wanted = options.SeriesInstanceUid;
         DicomSeriesInfo chosen;
         if (wanted is not null)
         {
@@ -173,7 +173,7 @@ public static class DicomSeriesReader
         }
         else if (series.Count > 1)
         {
-            throw new VolumeFormatException(source, "SeriesInstanceUID", $"holds {series.Count} series, which are never merged: {string.Join("; ", series)}. Choose one with VolumeReadOptions.Dicom.SeriesInstanceUid (CLI: --series UID).");
+            throw new VolumeFormatException(source, "SeriesInstanceUID", $"holds {series.Count} series, which are never merged: {string.Join("; ", series)}. Choose one with VolumeReadOptions.SeriesInstanceUid (CLI: --series UID).");
         }
         else
         {
