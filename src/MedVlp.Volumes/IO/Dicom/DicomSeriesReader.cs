@@ -30,6 +30,15 @@ public sealed record DicomSeriesResult(Volume Volume, string SeriesInstanceUid, 
 /// (not SliceThickness), rejects duplicated positions, mixed orientations and mixed sizes, and builds the
 /// LPS-to-RAS affine (oblique series keep their true affine).
 /// </summary>
+/// <remarks>
+/// <para>Layout: i runs along the DICOM columns, j along the rows, k along the sorted slices (or frames); colour
+/// images put their samples in frames (<see cref="Volume.FrameShape"/> = [SamplesPerPixel]). Values are
+/// <c>stored * RescaleSlope + RescaleIntercept</c>, per frame, as pydicom's <c>pixel_array</c> scaled; stored
+/// values are not masked to BitsStored, as neither pydicom 2.x nor dcm2niix masks them. The slice spacing is the
+/// distance between the first two slices along the normal, as dcm2niix computes it; a gantry tilt keeps its shear.</para>
+/// <para>Supported: implicit VR little endian, explicit VR little and big endian, deflated explicit VR little
+/// endian, RLE Lossless; JPEG-family syntaxes fail with <c>unsupported transfer syntax UID (name) in FILE</c>.</para>
+/// </remarks>
 public static class DicomSeriesReader
 {
     private const double OrientationTolerance = 1e-4;
