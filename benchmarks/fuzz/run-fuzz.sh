@@ -29,7 +29,7 @@ for f in MR_small.dcm MR_small_implicit.dcm MR_small_bigendian.dcm MR_small_RLE.
   [ -f "$data/pydicom/$f" ] && cp "$data/pydicom/$f" "$corpus/"
 done
 
-export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1
+export AFL_AUTORESUME=1 AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1
 afl-fuzz -i "$corpus" -o "$here/findings" -t 5000 -m none -V $((minutes * 60)) -- dotnet "$here/out/MedVlp.Fuzz.dll" || true
 
 crashes=("$here"/findings/default/crashes/id*)

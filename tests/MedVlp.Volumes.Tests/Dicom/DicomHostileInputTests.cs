@@ -103,7 +103,10 @@ public sealed class DicomHostileInputTests
     [InlineData("many")]
     public void AbsurdNumberOfFramesIsRejectedBeforeAllocation(string frames)
     {
-        var ex = ReadBytes(DicomBuilder.Slice("1.2.9", 1, [0, 0, 0]).Text(0x0028_0008, "IS", frames).Build());
+        var bytes = DicomBuilder.Slice("1.2.9", 1, [0, 0, 0]).Text(0x0028_0008, "IS", frames).Build();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var ex = ReadBytes(bytes);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 4 << 20, "allocated more than 4 MB before rejecting a ~1 KB file");
         Assert.Contains(ex.Field!, new[] { "NumberOfFrames", "PixelData", "Rows/Columns/NumberOfFrames" });
     }
 

@@ -141,6 +141,27 @@ internal sealed class DicomImage
             throw new VolumeFormatException(path, "PhotometricInterpretation", $"is YBR_FULL_422 with {samples} sample(s), {bitsAllocated} bits and {columns} columns; expected 3 samples of 8 bits and an even number of columns.");
         }
 
+        // Check the pixel data can hold what the attributes ask for before anything per frame is allocated.
+        var expectedNative = bitsAllocated == 1
+            ? ((voxels) + 7) / 8
+            : photometric == "YBR_FULL_422" ? (long)rows * columns * frames * 2 * (bitsAllocated / 8) : voxels * (bitsAllocated / 8);
+        if (!header.TransferSyntax.Encapsulated)
+        {
+            if (header.PixelDataLength < 0)
+            {
+                throw new VolumeFormatException(path, "PixelData", $"has undefined length, but transfer syntax {header.TransferSyntax.Uid} stores native pixels with a defined length.");
+            }
+
+            if (header.PixelDataLength < expectedNative)
+            {
+                throw new VolumeFormatException(path, "PixelData", $"holds {header.PixelDataLength} bytes; Rows x Columns x NumberOfFrames x SamplesPerPixel x BitsAllocated ({rows}x{columns}x{frames}x{samples}x{bitsAllocated} bits) need {expectedNative}. The file is truncated or its attributes are wrong.");
+            }
+        }
+        else if (header.PixelDataLength >= 0)
+        {
+            throw new VolumeFormatException(path, "PixelData", $"has a defined length, but transfer syntax {header.TransferSyntax.Uid} ({header.TransferSyntax.Name}) stores encapsulated fragments with undefined length.");
+        }
+
         var image = new DicomImage(header)
         {
             Rows = rows,
@@ -163,23 +184,6 @@ internal sealed class DicomImage
             FrameGeometry = ReadFrameGeometry(ds, (int)frames, out var perFrame),
             HasPerFramePositions = perFrame,
         };
-
-        if (!header.TransferSyntax.Encapsulated)
-        {
-            if (header.PixelDataLength < 0)
-            {
-                throw new VolumeFormatException(path, "PixelData", $"has undefined length, but transfer syntax {header.TransferSyntax.Uid} stores native pixels with a defined length.");
-            }
-
-            if (header.PixelDataLength < image.ExpectedNativeBytes)
-            {
-                throw new VolumeFormatException(path, "PixelData", $"holds {header.PixelDataLength} bytes; Rows x Columns x NumberOfFrames x SamplesPerPixel x BitsAllocated ({rows}x{columns}x{frames}x{samples}x{bitsAllocated} bits) need {image.ExpectedNativeBytes}. The file is truncated or its attributes are wrong.");
-            }
-        }
-        else if (header.PixelDataLength >= 0)
-        {
-            throw new VolumeFormatException(path, "PixelData", $"has a defined length, but transfer syntax {header.TransferSyntax.Uid} ({header.TransferSyntax.Name}) stores encapsulated fragments with undefined length.");
-        }
 
         return image;
     }
