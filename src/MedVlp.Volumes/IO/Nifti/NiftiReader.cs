@@ -82,7 +82,7 @@ public static class NiftiReader
             var alreadyRead = header.IsSingleFile ? (header.Version == 1 ? NiftiHeader.Nifti1Size : NiftiHeader.Nifti2Size) : 0;
             Skip(dataStream, header.VoxOffset - alreadyRead, dataPath);
 
-            var data = GC.AllocateUninitializedArray<float>(checked((int)toRead));
+            var data = VoxelBuffer.Allocate(checked((int)toRead));
             double slope = header.SclSlope, inter = header.SclInter;
             if (slope == 0 || !double.IsFinite(slope))
             {
