@@ -28,6 +28,8 @@ internal sealed class GoldenCase
 
     public double Param(string name) => element.GetProperty("params").GetProperty(name).GetDouble();
 
+    public int[] Ints(string name) => element.GetProperty("params").GetProperty(name).EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
     public bool Flag(string name) => element.GetProperty("params").GetProperty(name).GetBoolean();
 
     public bool HasGrad(string name) => element.GetProperty("grads").TryGetProperty(name, out _);
@@ -36,6 +38,28 @@ internal sealed class GoldenCase
     public Tensor Input(string name, bool requiresGrad = true) => ToTensor(element.GetProperty("inputs").GetProperty(name), requiresGrad);
 
     public (long[] Shape, double[] Data) InputArray(string name) => ToArray(element.GetProperty("inputs").GetProperty(name));
+
+    public (long[] Shape, double[] Data) Output(string name) => ToArray(element.GetProperty("outputs").GetProperty(name));
+
+    /// <summary>Copies the inputs named like the module's parameters into them (the module must be float64 already).</summary>
+    public void LoadParameters(nn.Module module)
+    {
+        using var noGrad = no_grad();
+        var inputs = element.GetProperty("inputs");
+        var loaded = 0;
+        foreach (var (name, parameter) in module.named_parameters())
+        {
+            if (inputs.TryGetProperty(name, out var value))
+            {
+                var (shape, data) = ToArray(value);
+                using var source = tensor(data, shape, ScalarType.Float64);
+                parameter.copy_(source);
+                loaded++;
+            }
+        }
+
+        Assert.True(loaded > 0, $"{Name}: no parameter of {module.GetName()} found in the golden inputs");
+    }
 
     public (long[] Shape, double[] Data) Grad(string name) => ToArray(element.GetProperty("grads").GetProperty(name));
 

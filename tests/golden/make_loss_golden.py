@@ -106,6 +106,76 @@ def align_loss(a, b):
     return (2 - 2 * (x * y).sum(-1) + 2 - 2 * (y * x).sum(-1)).mean()
 
 
+
+# ---------------------------------------------------------------- PRIOR
+def local_alignment(img, txt, mask, w):
+    """Per sample, as the released LocalCrossAttention: separate Q,K,V per modality, sigmoid scores."""
+    d = img.shape[-1]
+    lin = lambda x, n: x @ w[n + ".weight"].T + w[n + ".bias"]
+    ci, ait, ct, ati = [], [], [], []
+    for b in range(img.shape[0]):
+        s = int(mask[b].sum())
+        I, T = img[b], txt[b, :s]
+        q1, k1, v1 = lin(I, "query1"), lin(I, "key1"), lin(I, "value1")
+        q2, k2, v2 = lin(T, "query2"), lin(T, "key2"), lin(T, "value2")
+        a1 = torch.sigmoid(q2 @ k1.T / math.sqrt(d))          # S x N
+        c1 = a1 @ v1                                          # S x D
+        a2 = torch.sigmoid(q1 @ k2.T / math.sqrt(d))          # N x S
+        c2 = a2 @ v2                                          # N x D
+        pad = txt.shape[1] - s
+        ci.append(c2)
+        ait.append(torch.cat([a2, torch.zeros(a2.shape[0], pad)], 1))
+        ct.append(torch.cat([c1, torch.zeros(pad, d)], 0))
+        ati.append(torch.cat([a1, torch.zeros(pad, a1.shape[1])], 0))
+    return torch.stack(ci), torch.stack(ait), torch.stack(ct), torch.stack(ati)
+
+
+def simsiam_loss(img, ctx, w):
+    def p(x):
+        h = torch.relu(x @ w["predictor.0.weight"].T + w["predictor.0.bias"])
+        return h @ w["predictor.2.weight"].T + w["predictor.2.bias"]
+    a = F.cosine_similarity(p(img), ctx.detach(), dim=-1).mean()
+    b = F.cosine_similarity(p(ctx), img.detach(), dim=-1).mean()
+    return -0.5 * (a + b), {"cos_image_to_context": a, "cos_context_to_image": b}
+
+
+def sentence_infonce(sent, ctx, scale, mask):
+    c2s, s2c = [], []
+    for b in range(sent.shape[0]):
+        s = int(mask[b].sum())
+        if s == 0:
+            continue
+        T = F.normalize(sent[b, :s], dim=-1)
+        C = F.normalize(ctx[b, :s], dim=-1)
+        logits = scale * C @ T.T
+        labels = torch.arange(s)
+        c2s.append(F.cross_entropy(logits, labels))
+        s2c.append(F.cross_entropy(logits.T, labels))
+    c2s, s2c = torch.stack(c2s), torch.stack(s2c)
+    return ((c2s + s2c) / 2).mean(), {"context_to_sentence": c2s.mean(), "sentence_to_context": s2c.mean()}
+
+
+def prototype_noise_free(x, e, tau):
+    logits = x @ e.T
+    w = F.softmax(logits / tau, dim=-1)
+    return w @ e, logits, w
+
+
+def prototype_matching(g, t, lgt, e, l1w, klw):
+    from scipy.optimize import linear_sum_assignment
+    idx = []
+    for b in range(g.shape[0]):
+        cost = torch.cdist(g[b].detach(), t[b].detach(), p=1).numpy()
+        rows, cols = linear_sum_assignment(cost)
+        idx.append(torch.as_tensor(cols)[torch.as_tensor(rows).argsort()])
+    idx = torch.stack(idx)
+    tm = torch.gather(t, 1, idx.unsqueeze(2).expand(-1, -1, t.shape[2]))
+    lm = torch.gather(lgt, 1, idx.unsqueeze(2).expand(-1, -1, lgt.shape[2]))
+    l1 = F.l1_loss(g, tm)
+    kl = F.kl_div(F.log_softmax(g @ e.T, -1), F.log_softmax(lm, -1), reduction="batchmean", log_target=True)
+    return l1w * l1 + klw * kl, {"l1": l1, "kl": kl}, idx
+
+
 def main():
     g = torch.Generator().manual_seed(20261123)
     cases = []
@@ -167,6 +237,92 @@ def main():
         b_ = leaf(rn(n, d) + 0.5)
         value = align_loss(a, b_)
         cases.append(case(f"align/{n}x{d}", "align", {}, {"image": a, "text": b_}, value, None, ["image", "text"]))
+
+    # PRIOR local alignment module: random weights, variable sentence counts (mask); value = <c_i, R1> + <c_t, R2>.
+    for b, n, smax, d in [(2, 5, 4, 8), (3, 7, 6, 12)]:
+        img = leaf(rn(b, n, d))
+        txt = leaf(rn(b, smax, d))
+        counts = [smax] + [max(1, smax - 1 - i) for i in range(b - 1)]
+        mask = torch.zeros(b, smax)
+        for i, cnt in enumerate(counts):
+            mask[i, :cnt] = 1
+        txt_in = leaf(txt.detach() * mask.unsqueeze(2))
+        w = {}
+        for name in ["query1", "key1", "value1", "query2", "key2", "value2"]:
+            w[name + ".weight"] = leaf(rn(d, d) / math.sqrt(d))
+            w[name + ".bias"] = leaf(rn(d) * 0.1)
+        ci, ait, ct, ati = local_alignment(img, txt_in, mask, w)
+        r1, r2 = rn(*ci.shape), rn(*ct.shape) * mask.unsqueeze(2)
+        value = (ci * r1).sum() + (ct * r2).sum()
+        inputs = {"image": img, "sentences": txt_in, "mask": mask, "r1": r1, "r2": r2, **w}
+        c = case(f"prior_local/{b}x{n}x{smax}x{d}", "prior_local", {}, inputs, value, None, ["image", "sentences", "query1.weight", "key2.bias", "value1.weight"])
+        c["outputs"] = {"image_context": enc(ci), "image_attention": enc(ait), "text_context": enc(ct), "text_attention": enc(ati)}
+        cases.append(c)
+
+    for b, n, d in [(2, 5, 8), (3, 49, 16)]:
+        img = leaf(rn(b, n, d))
+        ctx = leaf(rn(b, n, d) + 0.3 * img.detach())
+        w = {"predictor.0.weight": leaf(rn(d // 2, d) / math.sqrt(d)), "predictor.0.bias": leaf(rn(d // 2) * 0.1),
+             "predictor.2.weight": leaf(rn(d, d // 2) / math.sqrt(d // 2)), "predictor.2.bias": leaf(rn(d) * 0.1)}
+        value, terms = simsiam_loss(img, ctx, w)
+        cases.append(case(f"prior_simsiam/{b}x{n}x{d}", "prior_simsiam", {}, {"image": img, "context": ctx, **w}, value, terms,
+                          ["image", "context", "predictor.0.weight", "predictor.2.bias"]))
+
+    for b, smax, d, counts in [(3, 5, 8, [5, 3, 1]), (4, 7, 16, [7, 0, 4, 2])]:
+        mask = torch.zeros(b, smax)
+        for i, cnt in enumerate(counts):
+            mask[i, :cnt] = 1
+        sent = leaf(rn(b, smax, d) * mask.unsqueeze(2))
+        ctx = leaf(rn(b, smax, d) * mask.unsqueeze(2) + 0.5 * sent.detach())
+        scale = leaf(torch.tensor(100.0) * (0.2 + torch.rand((), generator=g)))
+        value, terms = sentence_infonce(sent, ctx, scale, mask)
+        cases.append(case(f"prior_sentence/{b}x{smax}x{d}", "prior_sentence", {}, {"sentences": sent, "contexts": ctx, "logit_scale": scale, "mask": mask},
+                          value, terms, ["sentences", "contexts", "logit_scale"]))
+
+    for shape, k, d in [((6,), 10, 8), ((2, 4), 32, 16)]:
+        x = leaf(rn(*shape, d) * 0.5)
+        e = leaf(rn(k, d) * 0.5)
+        rec, logits, wts = prototype_noise_free(x, e, 0.9)
+        value = F.l1_loss(rec, x)
+        c = case(f"prior_prototype/{'x'.join(map(str, shape))}x{d}/k{k}", "prior_prototype", {"temperature": 0.9}, {"x": x, "prototypes": e}, value, None, ["x", "prototypes"])
+        c["outputs"] = {"reconstructed": enc(rec), "logits": enc(logits), "weights": enc(wts)}
+        cases.append(c)
+
+    for b, m, real, d, k in [(2, 16, [16, 9], 8, 12), (3, 6, [2, 6, 4], 16, 20)]:
+        t = torch.zeros(b, m, d)
+        for i, cnt in enumerate(real):
+            t[i, :cnt] = rn(cnt, d)
+        t = leaf(t)
+        gpred = leaf(rn(b, m, d))
+        e = leaf(rn(k, d) * 0.5)
+        real_mask = (t.detach().abs().sum(-1, keepdim=True) > 0).double()
+        lgt = leaf(t.detach() @ e.detach().T + 0.1 * rn(b, m, k) * real_mask)  # padded targets: logits of a zero vector
+        value, terms, idx = prototype_matching(gpred, t, lgt, e, 10.0, 1.0)
+        # Zero-padded targets are interchangeable (ties): the value, dPredictions and dPrototypes do not depend on how the
+        # padded slots are permuted, but the assignment to padded slots and their own gradients do; "real" lets tests tell.
+        c = case(f"prior_matching/{b}x{m}x{d}/k{k}", "prior_matching", {"l1_weight": 10.0, "kl_weight": 1.0, "real": real},
+                 {"predictions": gpred, "targets": t, "target_logits": lgt, "prototypes": e}, value, terms,
+                 ["predictions", "targets", "target_logits", "prototypes"])
+        c["outputs"] = {"assignment": enc(idx.double())}
+        cases.append(c)
+
+    # SIMD evaluation paths (MedVlp.Losses.Similarity): float32 inputs, float64 reference values.
+    for n, m, d in [(5, 7, 16), (32, 32, 64), (3, 40, 128)]:
+        a = rn(n, d).float().double()
+        b_ = rn(m, d).float().double()
+        cos = F.normalize(a, dim=-1) @ F.normalize(b_, dim=-1).T
+        dots = a @ b_.T
+        scale = 14.285714149475098  # float32(1 / 0.07)
+        probs = F.softmax(scale * cos, dim=-1)
+        k = min(5, m)
+        topk = torch.topk(cos, k, dim=-1).indices
+        c = {"name": f"similarity/{n}x{m}x{d}", "kind": "similarity", "params": {"logit_scale": scale, "k": k},
+             "inputs": {"a": enc(a), "b": enc(b_)}, "value": 0.0, "terms": {}, "grads": {},
+             "outputs": {"cosine": enc(cos), "dots": enc(dots), "softmax": enc(probs), "topk": enc(topk.double())}}
+        if n == m:
+            an, bn = F.normalize(a, dim=-1), F.normalize(b_, dim=-1)
+            c["outputs"]["infonce"] = enc(torch.stack([clip_loss(an, bn, torch.tensor(scale), ls)[0] for ls in (0.0, 0.1)]))
+        cases.append(c)
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
