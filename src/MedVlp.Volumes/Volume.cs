@@ -127,7 +127,7 @@ public sealed class Volume
     /// <summary>A deep copy.</summary>
     public Volume Clone() => WithData((float[])_data.Clone());
 
-    /// <summary>Minimum, maximum and mean of one frame's voxels (NaNs propagate, as in NumPy).</summary>
+    /// <summary>Minimum, maximum and mean of one frame's voxels, NaNs counted and left out.</summary>
     public VoxelStatistics GetStatistics(int frame = 0) => VoxelStatistics.Compute(GetFrame(frame));
 
     /// <summary>The underlying array, for zero-copy interop inside MedVlp.</summary>
@@ -138,29 +138,52 @@ public sealed class Volume
         $"Volume {Shape}{(Frames > 1 ? $"x{Frames}" : "")} {Orientation} {Spacing} ({Metadata.Format})";
 }
 
-/// <summary>Summary statistics of voxel values.</summary>
-/// <param name="Min">Smallest value.</param>
-/// <param name="Max">Largest value.</param>
-/// <param name="Mean">Arithmetic mean, accumulated in double precision.</param>
-/// <param name="Count">Number of values.</param>
-public readonly record struct VoxelStatistics(double Min, double Max, double Mean, long Count)
+/// <summary>Summary statistics of voxel values; NaN voxels are counted and left out of the others.</summary>
+/// <param name="Min">Smallest non-NaN value (NaN if there is none).</param>
+/// <param name="Max">Largest non-NaN value (NaN if there is none).</param>
+/// <param name="Mean">Arithmetic mean of the non-NaN values, accumulated in double precision.</param>
+/// <param name="Count">Number of non-NaN values.</param>
+/// <param name="NaNCount">Number of NaN values.</param>
+public readonly record struct VoxelStatistics(double Min, double Max, double Mean, long Count, long NaNCount)
 {
-    /// <summary>Computes the statistics with SIMD, summing blocks in double precision.</summary>
+    /// <summary>Computes the statistics with SIMD, summing small blocks in double precision.</summary>
     public static VoxelStatistics Compute(ReadOnlySpan<float> values)
     {
-        if (values.IsEmpty)
-        {
-            return new VoxelStatistics(double.NaN, double.NaN, double.NaN, 0);
-        }
-
         const int block = 256; // small enough that float partial sums of int16 data stay exact
         double sum = 0;
+        float min = float.PositiveInfinity, max = float.NegativeInfinity;
+        long nans = 0;
         for (var start = 0; start < values.Length; start += block)
         {
             var chunk = values.Slice(start, Math.Min(block, values.Length - start));
-            sum += TensorPrimitives.Sum(chunk);
+            var s = TensorPrimitives.Sum(chunk);
+            if (float.IsNaN(s))
+            {
+                // Rare: a chunk with NaN (or infinities of both signs); take it value by value.
+                foreach (var v in chunk)
+                {
+                    if (float.IsNaN(v))
+                    {
+                        nans++;
+                        continue;
+                    }
+
+                    sum += v;
+                    min = Math.Min(min, v);
+                    max = Math.Max(max, v);
+                }
+
+                continue;
+            }
+
+            sum += s;
+            min = Math.Min(min, TensorPrimitives.Min(chunk));
+            max = Math.Max(max, TensorPrimitives.Max(chunk));
         }
 
-        return new VoxelStatistics(TensorPrimitives.Min(values), TensorPrimitives.Max(values), sum / values.Length, values.Length);
+        var count = values.Length - nans;
+        return count == 0
+            ? new VoxelStatistics(double.NaN, double.NaN, double.NaN, 0, nans)
+            : new VoxelStatistics(min, max, sum / count, count, nans);
     }
 }

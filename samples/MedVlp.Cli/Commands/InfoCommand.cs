@@ -41,7 +41,7 @@ internal static class InfoCommand
 /// <summary>What <c>medvlp info</c> reports about a volume.</summary>
 internal sealed record VolumeInfo(
     string Path, string Format, int[] Shape, int Frames, int[] FrameShape, double[] Spacing, double[][] Affine,
-    string Orientation, string Datatype, double Min, double Max, double Mean)
+    string Orientation, string Datatype, double Min, double Max, double Mean, long NaNCount)
 {
     public static VolumeInfo From(Volume v)
     {
@@ -59,7 +59,8 @@ internal sealed record VolumeInfo(
             v.Metadata.SourceDataType.ToNumPyName(),
             stats.Min,
             stats.Max,
-            stats.Mean);
+            stats.Mean,
+            stats.NaNCount);
     }
 
     public string ToJson()
@@ -89,9 +90,10 @@ internal sealed record VolumeInfo(
             w.WriteEndArray();
             w.WriteString("orientation", Orientation);
             w.WriteString("datatype", Datatype);
-            w.WriteNumber("min", Min);
-            w.WriteNumber("max", Max);
-            w.WriteNumber("mean", Mean);
+            WriteNumberOrNull(w, "min", Min);
+            WriteNumberOrNull(w, "max", Max);
+            WriteNumberOrNull(w, "mean", Mean);
+            w.WriteNumber("nan_count", NaNCount);
             w.WriteEndObject();
         }
 
@@ -110,8 +112,20 @@ internal sealed record VolumeInfo(
         table.AddRow("orientation", Orientation);
         table.AddRow("datatype", Datatype);
         table.AddRow("affine (voxel -> RAS+ mm)", string.Join("\n", Affine.Select(r => string.Join("  ", r.Select(x => F(x).PadLeft(10))))));
-        table.AddRow("min / max / mean", $"{F(Min)} / {F(Max)} / {F(Mean)}");
+        table.AddRow("min / max / mean", $"{F(Min)} / {F(Max)} / {F(Mean)}" + (NaNCount > 0 ? $" ({NaNCount} NaN voxels left out)" : ""));
         AnsiConsole.Write(table);
+    }
+
+    private static void WriteNumberOrNull(Utf8JsonWriter w, string name, double value)
+    {
+        if (double.IsFinite(value))
+        {
+            w.WriteNumber(name, value);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
     }
 
     private static void WriteArray(Utf8JsonWriter w, string name, IEnumerable<double> values)
