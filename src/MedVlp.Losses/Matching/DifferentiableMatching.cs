@@ -109,8 +109,8 @@ public static class DifferentiableMatching
 
     internal static float[] ToFloats(Tensor t)
     {
-        using var cpu = t.detach().to(ScalarType.Float32).cpu().contiguous();
-        return cpu.data<float>().ToArray();
+        using var scope = NewDisposeScope();
+        return t.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
     }
 }
 
@@ -237,6 +237,7 @@ internal sealed class MatchingFunction : autograd.SingleTensorFunction<MatchingF
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
+        using var scope = NewDisposeScope();
         var vertex = (Tensor)vars[0];
         var hasEdges = vars.Length == 3;
         var call = (MatchingCall)vars[^1];
@@ -265,12 +266,12 @@ internal sealed class MatchingFunction : autograd.SingleTensorFunction<MatchingF
         call.Assignment = call.SolveShifted(default, 0);
         ctx.save_data("call", call);
         ctx.save_data("edges", hasEdges);
-        using var matrix = DifferentiableMatching.ToMatrix(call.Assignment, call.Cols);
-        return matrix.to(vertex.dtype, vertex.device);
+        return scope.MoveToOuter(DifferentiableMatching.ToMatrix(call.Assignment, call.Cols).to(vertex.dtype, vertex.device));
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
+        using var scope = NewDisposeScope();
         var call = (MatchingCall)ctx.get_data("call");
         var hasEdges = (bool)ctx.get_data("edges");
         var g = DifferentiableMatching.ToFloats(grad_output);
@@ -295,7 +296,7 @@ internal sealed class MatchingFunction : autograd.SingleTensorFunction<MatchingF
             }
         }
 
-        var result = new List<Tensor> { tensor(gradVertex, [call.Rows, call.Cols]).to(grad_output.dtype, grad_output.device) };
+        var result = new List<Tensor> { scope.MoveToOuter(tensor(gradVertex, [call.Rows, call.Cols]).to(grad_output.dtype, grad_output.device)) };
         if (hasEdges)
         {
             var y = call.EdgeIndicator(call.Assignment);
@@ -305,7 +306,7 @@ internal sealed class MatchingFunction : autograd.SingleTensorFunction<MatchingF
                 y[k] = (float)(scale * (y[k] - yp[k]));
             }
 
-            result.Add(tensor(y, [call.Edges1!.Count, call.Edges2!.Count]).to(grad_output.dtype, grad_output.device));
+            result.Add(scope.MoveToOuter(tensor(y, [call.Edges1!.Count, call.Edges2!.Count]).to(grad_output.dtype, grad_output.device)));
         }
 
         result.Add(null!);

@@ -83,6 +83,46 @@ public sealed class GraphMatchingLossTests(ITestOutputHelper output)
         Assert.Equal(z.data<float>().ToArray(), mp.call(z, edges).data<float>().ToArray());
     }
 
+    [Theory]
+    [InlineData(MatchingGradientEstimator.BlackBox, GraphMatchingOrder.Second)]
+    [InlineData(MatchingGradientEstimator.Imle, GraphMatchingOrder.First)]
+    public void ForwardAndBackwardLeakNoTensors(MatchingGradientEstimator estimator, GraphMatchingOrder order)
+    {
+        random.manual_seed(4);
+        using var outer = NewDisposeScope();
+        var a = randn(10, 6, requires_grad: true);
+        var b = randn(10, 6, requires_grad: true);
+        using var loss = new GraphMatchingLoss(new GraphMatchingLossOptions { Estimator = estimator, Order = order, Neighbors = 3, MessagePassingDim = 6 });
+        using (var warm = loss.call(new GraphMatchingInput(a, b)))
+        {
+            warm.Total.backward();
+        }
+
+        // Under a training-step scope nothing accumulates across steps.
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (var i = 0; i < 5; i++)
+        {
+            using var step = NewDisposeScope();
+            using var output = loss.call(new GraphMatchingInput(a, b));
+            output.Total.backward();
+            _ = loss.Match(new GraphMatchingInput(a, b));
+        }
+
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+
+        // Without one, only TorchSharp's wrappers of the custom function's gradients stay in the caller's scope: the
+        // incoming dL/dX and one outgoing gradient per affinity tensor (vertex; edge for second order).
+        for (var i = 0; i < 5; i++)
+        {
+            using var output = loss.call(new GraphMatchingInput(a, b));
+            output.Total.backward();
+            _ = loss.Match(new GraphMatchingInput(a, b));
+        }
+
+        var perStep = order == GraphMatchingOrder.Second ? 3 : 2;
+        Assert.Equal(before + (5 * perStep), DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
+
     [Fact]
     public void RejectsBadInputs()
     {
