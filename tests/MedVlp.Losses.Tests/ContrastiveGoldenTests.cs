@@ -108,6 +108,47 @@ public sealed class ContrastiveGoldenTests
     }
 
     [Fact]
+    public void SigLipLossWithGathererMatchesOpenClipsNeighbourExchange()
+    {
+        var c = Golden.Get("siglip_gather/rank1");
+        using var scope = NewDisposeScope();
+        var image = c.Input("image");
+        var text = c.Input("text");
+        var scale = c.Input("logit_scale");
+        var bias = c.Input("logit_bias");
+        var otherText = c.Input("other_text", false);
+        var gatherer = new PeerGatherer(1, local => cat([otherText, local]));
+        using var loss = new SigLipLoss(new SigLipLossOptions { Gatherer = gatherer });
+        using var output = loss.call(new ContrastiveInput(image, text, scale, bias));
+        Golden.AssertOutput(c, output);
+        output.Total.backward();
+        Golden.AssertClose(c.Grad("image"), image.grad, "dImage");
+        Golden.AssertClose(c.Grad("text"), text.grad, "dText");
+        Golden.AssertClose(c.Grad("logit_scale"), scale.grad, "dScale");
+        Golden.AssertClose(c.Grad("logit_bias"), bias.grad, "dBias");
+    }
+
+    [Fact]
+    public void QueryContrastiveLossWithGathererMatchesBlip2()
+    {
+        var c = Golden.Get("itc_gather/rank1");
+        using var scope = NewDisposeScope();
+        var queries = c.Input("queries");
+        var text = c.Input("text");
+        var scale = c.Input("logit_scale");
+        var otherQueries = c.Input("other_queries", false);
+        var otherText = c.Input("other_text", false);
+        var gatherer = new PeerGatherer(1, local => cat([local.dim() == 3 ? otherQueries : otherText, local]));
+        using var loss = new QueryContrastiveLoss(new QueryContrastiveLossOptions { LabelSmoothing = c.Param("label_smoothing"), Gatherer = gatherer });
+        using var output = loss.call(new QueryContrastiveInput(queries, text, scale));
+        Golden.AssertOutput(c, output);
+        output.Total.backward();
+        Golden.AssertClose(c.Grad("queries"), queries.grad, "dQueries");
+        Golden.AssertClose(c.Grad("text"), text.grad, "dText");
+        Golden.AssertClose(c.Grad("logit_scale"), scale.grad, "dScale");
+    }
+
+    [Fact]
     public void ItcDefaultsToLabelSmoothingPointOne()
     {
         var c = Golden.Get("itc/3x4x8/ls0.1");
@@ -147,5 +188,15 @@ public sealed class ContrastiveGoldenTests
             var other = ReferenceEquals(local, localImage) ? otherImage : otherText;
             return rank == 0 ? cat([local, other]) : cat([other, local]);
         }
+    }
+
+    /// <summary>A process of a two-process job whose gather is given as a function.</summary>
+    private sealed class PeerGatherer(int rank, Func<Tensor, Tensor> gather) : IFeatureGatherer
+    {
+        public int Rank => rank;
+
+        public int WorldSize => 2;
+
+        public Tensor AllGather(Tensor local) => gather(local);
     }
 }

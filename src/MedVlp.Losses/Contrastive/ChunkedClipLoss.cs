@@ -100,9 +100,13 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
             using var blockScope = NewDisposeScope();
             var len = Math.Min(chunk, n - start);
             var logits = rows.narrow(0, start, len).matmul(columnsT).mul_(scale);
-            var lse = logits.logsumexp(1);
-            var target = Targets(start, len, m, offset, smoothing, logits);
-            sum.add_((lse - (logits * target).sum(1)).sum());
+
+            // CE with smoothing eps: logsumexp - (1 - eps) * l[i, offset + i] - eps/m * sum_j l[i, j].
+            sum.add_(logits.logsumexp(1).sum()).sub_(logits.diagonal(offset + start).sum().mul_(1.0 - smoothing));
+            if (smoothing != 0)
+            {
+                sum.sub_(logits.sum().mul_(smoothing / m));
+            }
         }
 
         return scope.MoveToOuter(sum.div_(n));
@@ -133,8 +137,15 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
             var len = Math.Min(chunk, n - start);
             var block = rows.narrow(0, start, len);
             var raw = block.matmul(columnsT);
-            var logits = raw * scale;
-            var g = logits.softmax(1).sub_(Targets(start, len, m, offset, smoothing, logits)).mul_(factor);
+            var logits = raw.mul(scale);
+            var g = logits.softmax(1);
+            g.diagonal(offset + start).sub_(1.0 - smoothing);
+            if (smoothing != 0)
+            {
+                g.sub_(smoothing / m);
+            }
+
+            g.mul_(factor);
             gradRows.narrow(0, start, len).copy_(g.matmul(columns).mul_(scale));
             gradColumns.add_(g.t().matmul(block).mul_(scale));
             gradScale.add_((g * raw).sum());
@@ -142,14 +153,5 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
 
         // One entry per argument of forward; the offset, smoothing and chunk size have no gradient.
         return [scope.MoveToOuter(gradRows), scope.MoveToOuter(gradColumns), scope.MoveToOuter(gradScale.reshape(scale.shape)), null!, null!, null!];
-    }
-
-    /// <summary>The smoothed one-hot targets of rows [start, start+len): (1 - eps) at column offset+i, plus eps/m everywhere.</summary>
-    private static Tensor Targets(long start, long len, long m, long offset, double smoothing, Tensor like)
-    {
-        var target = zeros([len, m], dtype: like.dtype, device: like.device);
-        var index = arange(offset + start, offset + start + len, dtype: ScalarType.Int64, device: like.device).unsqueeze(1);
-        target.scatter_(1, index, full([len, 1], 1.0 - smoothing, dtype: like.dtype, device: like.device));
-        return smoothing == 0 ? target : target.add_(smoothing / m);
     }
 }
