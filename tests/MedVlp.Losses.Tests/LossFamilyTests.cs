@@ -91,14 +91,49 @@ public sealed class LossFamilyTests
     }
 
     [Fact]
-    public void ForwardLeaksNoTensors()
+    public void ChunkedClipGradientOfOneTermEqualsDense()
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(11);
+        var grads = new List<Tensor>();
+        foreach (var chunked in new[] { false, true })
+        {
+            var image = randn(19, 7).requires_grad_(true);
+            var text = randn(19, 7).requires_grad_(true);
+            random.manual_seed(11);
+            using (no_grad())
+            {
+                image.copy_(randn(19, 7));
+                text.copy_(randn(19, 7));
+            }
+
+            VlpLoss<ContrastiveInput> loss = chunked ? new ChunkedClipLoss(new ClipLossOptions { ChunkSize = 4, LabelSmoothing = 0.1 }) : new ClipLoss(new ClipLossOptions { LabelSmoothing = 0.1 });
+            using (loss)
+            {
+                using var output = loss.call(new ContrastiveInput(image, text, tensor(7f)));
+                output.Terms["text_to_image"].backward();
+                grads.Add(image.grad!);
+                grads.Add(text.grad!);
+            }
+        }
+
+        Assert.True(grads[0].allclose(grads[2], rtol: 1e-4, atol: 1e-6));
+        Assert.True(grads[1].allclose(grads[3], rtol: 1e-4, atol: 1e-6));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ForwardLeaksNoTensors(bool chunked)
     {
         random.manual_seed(2);
         using var outer = NewDisposeScope();
         var image = randn(16, 8, requires_grad: true);
         var text = randn(16, 8, requires_grad: true);
         var scale = tensor(10f, requires_grad: true);
-        using var loss = new ClipLoss(new ClipLossOptions { LabelSmoothing = 0.1 });
+        using VlpLoss<ContrastiveInput> loss = chunked
+            ? new ChunkedClipLoss(new ClipLossOptions { LabelSmoothing = 0.1, ChunkSize = 5 })
+            : new ClipLoss(new ClipLossOptions { LabelSmoothing = 0.1 });
         using (var warm = loss.call(new ContrastiveInput(image, text, scale)))
         {
             warm.Total.backward();
@@ -111,8 +146,12 @@ public sealed class LossFamilyTests
             output.Total.backward();
         }
 
-        // Gradients accumulate into the same .grad tensors; every temporary of the loss is freed.
-        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        // Gradients accumulate into the same .grad tensors; every temporary of the loss is freed. The chunked loss's
+        // custom autograd function leaves 5 handles per step in the caller's scope (freed with it) that TorchSharp's
+        // custom-function bridge creates outside the loss's scopes, among them the wrappers of the 3 gradients handed
+        // back to libtorch. The test pins that number so any growth fails.
+        var leakedPerStep = chunked ? 5 : 0;
+        Assert.Equal(before + (5 * leakedPerStep), DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 
     private static (double Value, Tensor[] Grads) Run(VlpLoss<ContrastiveInput> loss, Tensor image, Tensor text)

@@ -5,8 +5,10 @@ namespace MedVlp.Losses;
 
 /// <summary>
 /// <see cref="ClipLoss"/> with memory bounded by <see cref="ClipLossOptions.ChunkSize"/> x B logits instead of B x B,
-/// in the forward and the backward pass: each direction's cross-entropy is computed block by block of rows, and
-/// the backward pass recomputes each block's logits from the saved features (value and gradients equal the dense loss).
+/// in the forward and the backward pass: the cross-entropies are computed block by block of rows (both directions in
+/// one pass, column log-sum-exps accumulated online), and the backward pass recomputes each block's logits from the
+/// saved features (value and gradients equal the dense loss). With <see cref="ClipLossOptions.LocalLoss"/> each
+/// direction is computed on its own.
 /// Terms: <c>image_to_text</c>, <c>text_to_image</c>.
 /// </summary>
 public sealed class ChunkedClipLoss : VlpLoss<ContrastiveInput>
@@ -50,14 +52,16 @@ public sealed class ChunkedClipLoss : VlpLoss<ContrastiveInput>
             }
             else
             {
-                imageToText = ChunkedScaledCrossEntropy.Apply(allImage, allText, scale, 0, options.LabelSmoothing, options.ChunkSize);
-                textToImage = ChunkedScaledCrossEntropy.Apply(allText, allImage, scale, 0, options.LabelSmoothing, options.ChunkSize);
+                var both = ChunkedSymmetricCrossEntropy.Apply(allImage, allText, scale, options.LabelSmoothing, options.ChunkSize);
+                imageToText = both[0];
+                textToImage = both[1];
             }
         }
         else
         {
-            imageToText = ChunkedScaledCrossEntropy.Apply(image, text, scale, 0, options.LabelSmoothing, options.ChunkSize);
-            textToImage = ChunkedScaledCrossEntropy.Apply(text, image, scale, 0, options.LabelSmoothing, options.ChunkSize);
+            var both = ChunkedSymmetricCrossEntropy.Apply(image, text, scale, options.LabelSmoothing, options.ChunkSize);
+            imageToText = both[0];
+            textToImage = both[1];
         }
 
         var total = (imageToText + textToImage) / 2;
@@ -114,6 +118,8 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
+        // The scope also owns the handles of the saved tensors (their storage stays with autograd).
+        using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();
         var rows = saved[0];
         var columns = saved[1];
@@ -122,7 +128,6 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
         var smoothing = (double)ctx.get_data("smoothing");
         var chunk = (int)ctx.get_data("chunk");
 
-        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var n = rows.shape[0];
         var m = columns.shape[0];
@@ -131,6 +136,7 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
         var gradColumns = zeros_like(columns);
         var gradScale = zeros([], dtype: rows.dtype, device: rows.device);
         var factor = grad_output / n;
+        grad_output.Dispose(); // wrapped by TorchSharp in the caller's scope; not used after this point
         for (long start = 0; start < n; start += chunk)
         {
             using var blockScope = NewDisposeScope();
@@ -153,5 +159,115 @@ internal sealed class ChunkedScaledCrossEntropy : autograd.SingleTensorFunction<
 
         // One entry per argument of forward; the offset, smoothing and chunk size have no gradient.
         return [scope.MoveToOuter(gradRows), scope.MoveToOuter(gradColumns), scope.MoveToOuter(gradScale.reshape(scale.shape)), null!, null!, null!];
+    }
+}
+
+/// <summary>
+/// Both directions of the square CLIP loss in one pass over row blocks of l = s X Y^T: the forward pass keeps the row
+/// log-sum-exps and accumulates the column log-sum-exps online; the backward pass recomputes each block once and uses
+/// dL/dl = g1/n (P - T) + g2/n (Q - T), with P the row softmax, Q the column softmax and T the smoothed identity.
+/// Outputs: [image_to_text, text_to_image, row log-sum-exps, column log-sum-exps].
+/// </summary>
+internal sealed class ChunkedSymmetricCrossEntropy : autograd.MultiTensorFunction<ChunkedSymmetricCrossEntropy>
+{
+    public override string Name => nameof(ChunkedSymmetricCrossEntropy);
+
+    public static List<Tensor> Apply(Tensor rows, Tensor columns, Tensor scale, double smoothing, int chunk) =>
+        apply(rows, columns, scale, smoothing, chunk);
+
+    public override List<Tensor> forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var rows = (Tensor)vars[0];
+        var columns = (Tensor)vars[1];
+        var scale = (Tensor)vars[2];
+        var smoothing = (double)vars[3];
+        var chunk = (int)vars[4];
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var n = rows.shape[0];
+        var columnsT = columns.t();
+        var rowLse = empty(n, dtype: rows.dtype, device: rows.device);
+        var columnLse = full(n, double.NegativeInfinity, dtype: rows.dtype, device: rows.device);
+        var shared = zeros([], dtype: rows.dtype, device: rows.device);
+        for (long start = 0; start < n; start += chunk)
+        {
+            using var blockScope = NewDisposeScope();
+            var len = Math.Min(chunk, n - start);
+            var logits = rows.narrow(0, start, len).matmul(columnsT).mul_(scale);
+            rowLse.narrow(0, start, len).copy_(logits.logsumexp(1));
+            columnLse.copy_(logaddexp(columnLse, logits.logsumexp(0)));
+
+            // The target part shared by both directions: (1 - eps) * sum of the diagonal + eps/n * sum of all logits.
+            shared.add_(logits.diagonal(start).sum().mul_(1.0 - smoothing));
+            if (smoothing != 0)
+            {
+                shared.add_(logits.sum().mul_(smoothing / n));
+            }
+        }
+
+        // The log-sum-exps are saved for the backward pass; autograd keeps saved tensors only if they are inputs or
+        // outputs, so they are returned too (non-differentiable; the caller ignores them).
+        ctx.save_for_backward([rows, columns, scale, rowLse, columnLse]);
+        ctx.mark_non_differentiable([rowLse, columnLse]);
+        ctx.set_materialize_grads(false);
+        ctx.save_data("smoothing", smoothing);
+        ctx.save_data("chunk", chunk);
+        var imageToText = (rowLse.sum() - shared) / n;
+        var textToImage = (columnLse.sum() - shared) / n;
+        return [scope.MoveToOuter(imageToText), scope.MoveToOuter(textToImage), scope.MoveToOuter(rowLse), scope.MoveToOuter(columnLse)];
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> grad_outputs)
+    {
+        // The scope also owns the handles of the saved tensors (their storage stays with autograd).
+        using var scope = NewDisposeScope();
+        var saved = ctx.get_saved_variables();
+        var rows = saved[0];
+        var columns = saved[1];
+        var scale = saved[2];
+        var rowLse = saved[3];
+        var columnLse = saved[4];
+        var smoothing = (double)ctx.get_data("smoothing");
+        var chunk = (int)ctx.get_data("chunk");
+
+        using var noGrad = no_grad();
+        var n = rows.shape[0];
+        var columnsT = columns.t();
+        // Grads are not materialised: an output that did not reach the loss has a null gradient.
+        var g1 = grad_outputs[0] is { } go1 && !go1.IsInvalid ? go1 / n : zeros([], dtype: rows.dtype, device: rows.device);
+        var g2 = grad_outputs[1] is { } go2 && !go2.IsInvalid ? go2 / n : zeros([], dtype: rows.dtype, device: rows.device);
+        foreach (var gradOutput in grad_outputs)
+        {
+            // TorchSharp wraps the incoming gradients in the caller's scope; they are not used after this point.
+            gradOutput?.Dispose();
+        }
+
+        var targetWeight = g1 + g2;
+        var gradRows = zeros_like(rows);
+        var gradColumns = zeros_like(columns);
+        var gradScale = zeros([], dtype: rows.dtype, device: rows.device);
+        for (long start = 0; start < n; start += chunk)
+        {
+            using var blockScope = NewDisposeScope();
+            var len = Math.Min(chunk, n - start);
+            var block = rows.narrow(0, start, len);
+            var raw = block.matmul(columnsT);
+            var logits = raw.mul(scale);
+            var rowSoftmax = (logits - rowLse.narrow(0, start, len).unsqueeze(1)).exp_().mul_(g1);
+            var g = (logits - columnLse.unsqueeze(0)).exp_().mul_(g2).add_(rowSoftmax);
+            g.diagonal(start).sub_(targetWeight * (1.0 - smoothing));
+            if (smoothing != 0)
+            {
+                g.sub_(targetWeight * (smoothing / n));
+            }
+
+            gradRows.narrow(0, start, len).copy_(g.matmul(columns).mul_(scale));
+            gradColumns.add_(g.t().matmul(block).mul_(scale));
+            gradScale.add_((g * raw).sum());
+        }
+
+        // One entry per argument of forward; the smoothing and chunk size have no gradient.
+        return [scope.MoveToOuter(gradRows), scope.MoveToOuter(gradColumns), scope.MoveToOuter(gradScale.reshape(scale.shape)), null!, null!];
     }
 }

@@ -12,12 +12,16 @@ namespace MedVlp.Losses;
 /// costs stay non-negative, and flips the alternating path.
 /// </summary>
 /// <remarks>
-/// <para>The Dijkstra relaxation of one row against every column is the inner loop; it runs over the dense row with
-/// <see cref="Vector{T}"/> (relax, record the predecessor row, and track the minimum over unvisited columns in one pass).
-/// Visited columns are masked rather than removed, so the loop stays branch-free and contiguous.</para>
+/// <para>The Dijkstra step relaxes one cost row against every column; that is the inner loop, one pass over the dense row
+/// with <see cref="Vector{T}"/> that relaxes, records the predecessor row, and tracks the nearest column (with its index)
+/// and the nearest free column. Columns already reached in the current search are excluded without a mask: their
+/// relaxation offset is set to -inf (so their distance is never lowered) and their distance to +inf (so they are never
+/// the minimum); their final distance is kept aside for the dual update.</para>
+/// <para>Among columns at the same distance a free one is preferred, which ends the search at once: on matrices with many
+/// ties (all-equal, integer) this keeps the work near O(n^2).</para>
 /// <para>Preconditions (checked by <see cref="LinearAssignment"/>): <c>rows &lt;= cols</c>, minimisation, no NaN and no
-/// <c>-∞</c>; <c>+∞</c> marks a forbidden pair. Predecessor rows are stored as <typeparamref name="T"/> so that the
-/// whole relaxation is one vector type; row indices are exact in <see cref="float"/> up to 2^24 rows.</para>
+/// <c>-∞</c>; <c>+∞</c> marks a forbidden pair. Predecessor rows and column indices are stored as
+/// <typeparamref name="T"/> so the whole pass is one vector type; indices are exact in <see cref="float"/> up to 2^24.</para>
 /// </remarks>
 /// <typeparam name="T"><see cref="float"/> or <see cref="double"/>.</typeparam>
 internal sealed class ShortestAugmentingPath<T>
@@ -27,12 +31,15 @@ internal sealed class ShortestAugmentingPath<T>
     private readonly int cols;
     private readonly T[] u;
     private readonly T[] v;
-    private readonly T[] shortest;
+    private readonly T[] vRelax;   // v, or -inf for columns visited in the current search
+    private readonly T[] shortest; // tentative distance; +inf once visited (final value in visitedDist)
     private readonly T[] predecessor;
-    private readonly T[] visited;
+    private readonly T[] free;     // 1 while the column is unassigned
     private readonly int[] rowForCol;
     private readonly int[] visitedRows;
     private readonly int[] visitedCols;
+    private readonly T[] visitedDist;
+    private readonly T[] colDist;
 
     /// <summary>Allocates the work arrays for a <paramref name="rows"/> x <paramref name="cols"/> problem.</summary>
     public ShortestAugmentingPath(int rows, int cols)
@@ -46,12 +53,15 @@ internal sealed class ShortestAugmentingPath<T>
         this.cols = cols;
         u = new T[rows];
         v = new T[cols];
+        vRelax = new T[cols];
         shortest = new T[cols];
         predecessor = new T[cols];
-        visited = new T[cols];
+        free = new T[cols];
         rowForCol = new int[cols];
         visitedRows = new int[rows];
         visitedCols = new int[cols];
+        visitedDist = new T[cols];
+        colDist = new T[cols];
     }
 
     /// <summary>Solves the minimisation; writes, for every row, its column into <paramref name="colForRow"/>.</summary>
@@ -60,6 +70,8 @@ internal sealed class ShortestAugmentingPath<T>
     {
         Array.Clear(u);
         Array.Clear(v);
+        Array.Clear(vRelax);
+        Array.Fill(free, T.One);
         Array.Fill(rowForCol, -1);
         colForRow[..rows].Fill(-1);
         for (var current = 0; current < rows; current++)
@@ -76,7 +88,6 @@ internal sealed class ShortestAugmentingPath<T>
     private void Augment(ReadOnlySpan<T> cost, int current, Span<int> colForRow)
     {
         Array.Fill(shortest, T.PositiveInfinity);
-        Array.Clear(visited);
         var nVisitedRows = 0;
         var nVisitedCols = 0;
         var minValue = T.Zero;
@@ -85,17 +96,19 @@ internal sealed class ShortestAugmentingPath<T>
         while (true)
         {
             visitedRows[nVisitedRows++] = row;
-            var lowest = Relax(cost.Slice(row * cols, cols), row, minValue - u[row]);
+            var col = Relax(cost.Slice(row * cols, cols), row, minValue - u[row], out var lowest);
             if (T.IsPositiveInfinity(lowest))
             {
                 throw new InfeasibleAssignmentException(
                     $"The cost matrix is infeasible: row {current} cannot be assigned without a forbidden (infinite) entry.");
             }
 
-            var col = PickColumn(lowest);
             minValue = lowest;
-            visited[col] = T.One;
+            visitedDist[nVisitedCols] = lowest;
             visitedCols[nVisitedCols++] = col;
+            colDist[col] = lowest;
+            shortest[col] = T.PositiveInfinity;
+            vRelax[col] = T.NegativeInfinity;
             if (rowForCol[col] < 0)
             {
                 sink = col;
@@ -105,21 +118,21 @@ internal sealed class ShortestAugmentingPath<T>
             row = rowForCol[col];
         }
 
-        // Dual update: keeps every reduced cost non-negative and the new path tight.
         u[current] += minValue;
         for (var k = 1; k < nVisitedRows; k++)
         {
             var r = visitedRows[k];
-            u[r] += minValue - shortest[colForRow[r]];
+            u[r] += minValue - colDist[colForRow[r]];
         }
 
         for (var k = 0; k < nVisitedCols; k++)
         {
             var c = visitedCols[k];
-            v[c] -= minValue - shortest[c];
+            v[c] -= minValue - visitedDist[k];
+            vRelax[c] = v[c];
         }
 
-        // Flip the alternating path from the sink back to the new row.
+        free[sink] = T.Zero;
         var j = sink;
         while (true)
         {
@@ -134,21 +147,22 @@ internal sealed class ShortestAugmentingPath<T>
     }
 
     /// <summary>
-    /// One Dijkstra relaxation from <paramref name="row"/>: for every unvisited column, <c>d = offset + c[row,j] - v[j]</c>
-    /// replaces the tentative distance when smaller (recording the predecessor). Returns the smallest tentative
-    /// distance over unvisited columns.
+    /// One Dijkstra relaxation from <paramref name="row"/>: <c>d[j] = min(d[j], offset + c[row,j] - v[j])</c> for every
+    /// column not yet reached; returns the nearest such column (a free one on ties) and its distance.
     /// </summary>
-    private T Relax(ReadOnlySpan<T> costRow, int row, T offset)
+    private int Relax(ReadOnlySpan<T> costRow, int row, T offset, out T lowest)
     {
         var rowT = T.CreateTruncating(row);
         var n = cols;
         ref var c0 = ref MemoryMarshal.GetReference(costRow);
-        ref var v0 = ref MemoryMarshal.GetArrayDataReference(v);
+        ref var v0 = ref MemoryMarshal.GetArrayDataReference(vRelax);
         ref var s0 = ref MemoryMarshal.GetArrayDataReference(shortest);
         ref var p0 = ref MemoryMarshal.GetArrayDataReference(predecessor);
-        ref var m0 = ref MemoryMarshal.GetArrayDataReference(visited);
+        ref var f0 = ref MemoryMarshal.GetArrayDataReference(free);
         var j = 0;
-        var lowest = T.PositiveInfinity;
+        lowest = T.PositiveInfinity;
+        var lowestFree = T.PositiveInfinity;
+        var best = -1;
         if (Vector.IsHardwareAccelerated && n >= Vector<T>.Count)
         {
             var width = Vector<T>.Count;
@@ -156,33 +170,40 @@ internal sealed class ShortestAugmentingPath<T>
             var rowV = new Vector<T>(rowT);
             var inf = new Vector<T>(T.PositiveInfinity);
             var minV = inf;
+            var minFreeV = inf;
+            var idxV = Vector<T>.Zero;
+            var jV = Vector<T>.Indices;
+            var stepV = new Vector<T>(T.CreateTruncating(width));
             for (; j <= n - width; j += width)
             {
-                var c = Vector.LoadUnsafe(ref c0, (nuint)j);
-                var vv = Vector.LoadUnsafe(ref v0, (nuint)j);
+                var d = (offsetV + Vector.LoadUnsafe(ref c0, (nuint)j)) - Vector.LoadUnsafe(ref v0, (nuint)j);
                 var s = Vector.LoadUnsafe(ref s0, (nuint)j);
-                var open = Vector.Equals(Vector.LoadUnsafe(ref m0, (nuint)j), Vector<T>.Zero);
-                var d = (offsetV + c) - vv;
-                var better = Vector.BitwiseAnd(Vector.LessThan(d, s), open);
+                var better = Vector.LessThan(d, s);
                 s = Vector.ConditionalSelect(better, d, s);
                 s.StoreUnsafe(ref s0, (nuint)j);
                 Vector.ConditionalSelect(better, rowV, Vector.LoadUnsafe(ref p0, (nuint)j)).StoreUnsafe(ref p0, (nuint)j);
-                minV = Vector.Min(minV, Vector.ConditionalSelect(open, s, inf));
+                var lt = Vector.LessThan(s, minV);
+                minV = Vector.ConditionalSelect(lt, s, minV);
+                idxV = Vector.ConditionalSelect(lt, jV, idxV);
+                minFreeV = Vector.Min(minFreeV, Vector.ConditionalSelect(Vector.GreaterThan(Vector.LoadUnsafe(ref f0, (nuint)j), Vector<T>.Zero), s, inf));
+                jV += stepV;
             }
 
             for (var k = 0; k < width; k++)
             {
-                lowest = T.Min(lowest, minV[k]);
+                var idx = int.CreateTruncating(idxV[k]);
+                if (minV[k] < lowest || (minV[k] == lowest && idx < best))
+                {
+                    lowest = minV[k];
+                    best = idx;
+                }
+
+                lowestFree = T.Min(lowestFree, minFreeV[k]);
             }
         }
 
         for (; j < n; j++)
         {
-            if (Unsafe.Add(ref m0, j) != T.Zero)
-            {
-                continue;
-            }
-
             var d = (offset + Unsafe.Add(ref c0, j)) - Unsafe.Add(ref v0, j);
             ref var s = ref Unsafe.Add(ref s0, j);
             if (d < s)
@@ -191,71 +212,29 @@ internal sealed class ShortestAugmentingPath<T>
                 Unsafe.Add(ref p0, j) = rowT;
             }
 
-            lowest = T.Min(lowest, s);
+            if (s < lowest)
+            {
+                lowest = s;
+                best = j;
+            }
+
+            if (Unsafe.Add(ref f0, j) != T.Zero)
+            {
+                lowestFree = T.Min(lowestFree, s);
+            }
         }
 
-        return lowest;
-    }
-
-    /// <summary>
-    /// An unvisited column at distance <paramref name="lowest"/>, preferring a free one (which ends the search at once;
-    /// on matrices with many ties this keeps the work near O(n^2)).
-    /// </summary>
-    private int PickColumn(T lowest)
-    {
-        var n = cols;
-        ref var s0 = ref MemoryMarshal.GetArrayDataReference(shortest);
-        ref var m0 = ref MemoryMarshal.GetArrayDataReference(visited);
-        var first = -1;
-        var j = 0;
-        if (Vector.IsHardwareAccelerated && n >= Vector<T>.Count)
+        if (lowestFree == lowest && best >= 0 && free[best] == T.Zero)
         {
-            var width = Vector<T>.Count;
-            var lowestV = new Vector<T>(lowest);
-            for (; j <= n - width; j += width)
+            for (var k = 0; k < n; k++)
             {
-                var hit = Vector.BitwiseAnd(
-                    Vector.Equals(Vector.LoadUnsafe(ref s0, (nuint)j), lowestV),
-                    Vector.Equals(Vector.LoadUnsafe(ref m0, (nuint)j), Vector<T>.Zero));
-                if (hit == Vector<T>.Zero)
+                if (Unsafe.Add(ref f0, k) != T.Zero && Unsafe.Add(ref s0, k) == lowest)
                 {
-                    continue;
-                }
-
-                for (var k = 0; k < width; k++)
-                {
-                    if (hit[k] != T.Zero)
-                    {
-                        if (rowForCol[j + k] < 0)
-                        {
-                            return j + k;
-                        }
-
-                        if (first < 0)
-                        {
-                            first = j + k;
-                        }
-                    }
+                    return k;
                 }
             }
         }
 
-        for (; j < n; j++)
-        {
-            if (Unsafe.Add(ref m0, j) == T.Zero && Unsafe.Add(ref s0, j) == lowest)
-            {
-                if (rowForCol[j] < 0)
-                {
-                    return j;
-                }
-
-                if (first < 0)
-                {
-                    first = j;
-                }
-            }
-        }
-
-        return first;
+        return best;
     }
 }
