@@ -28,6 +28,6 @@ internal static class TestData
     public static string File(string relative)
     {
         var path = Path.Combine(Root, relative);
-        return System.IO.File.Exists(path) ? path : throw new FileNotFoundException($"{path} is missing: run scripts/fetch-test-data.sh.", path);
+        return System.IO.File.Exists(path) || Directory.Exists(path) ? path : throw new FileNotFoundException($"{path} is missing: run scripts/fetch-test-data.sh.", path);
     }
 }

@@ -12,16 +12,19 @@ internal static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("path") { Description = "A volume file (.nii, .nii.gz, .hdr/.img)." };
+        var path = new Argument<string>("path") { Description = "A volume file (NIfTI .nii/.nii.gz/.hdr, MetaImage .mha/.mhd, NRRD .nrrd/.nhdr, DICOM) or a folder holding a DICOM series." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table." };
+        var series = new Option<string?>("--series") { Description = "The SeriesInstanceUID to read when a DICOM folder holds several series." };
         var command = new Command("info", "Show the shape, spacing, affine, orientation and value range of a volume.")
         {
             path,
             json,
+            series,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            var volume = VolumeReader.Read(parse.GetValue(path)!);
+            var options = new VolumeReadOptions { SeriesInstanceUid = parse.GetValue(series) };
+            var volume = VolumeReader.Read(parse.GetValue(path)!, options);
             var report = VolumeInfo.From(volume);
             if (parse.GetValue(json))
             {

@@ -114,7 +114,7 @@ internal static class RawImage
 
         }
 
-        var data = GC.AllocateUninitializedArray<float>((int)total);
+        var data = VoxelBuffer.Allocate((int)total);
         for (var n = 0; n < pieces.Count; n++)
         {
             var piece = pieces[n];
@@ -207,7 +207,7 @@ internal static class RawImage
 
     private static float[] Deinterleave(float[] data, long spatial, long components, long outer)
     {
-        var result = GC.AllocateUninitializedArray<float>(data.Length);
+        var result = VoxelBuffer.Allocate(data.Length);
         var block = spatial * components;
         for (long f = 0; f < outer; f++)
         {

@@ -1,3 +1,5 @@
+using MedVlp.Volumes.IO.Dicom;
+
 namespace MedVlp.Volumes.IO;
 
 /// <summary>Options for reading volumes.</summary>
@@ -20,4 +22,7 @@ public sealed class VolumeReadOptions
     /// only series, and fails naming the series found when there are several. Ignored by the single-volume formats.
     /// </summary>
     public string? SeriesInstanceUid { get; init; }
+
+    /// <summary>How DICOM slices are assembled into a volume (spacing tolerance, irregular spacing, subfolders).</summary>
+    public DicomReadOptions Dicom { get; init; } = DicomReadOptions.Default;
 }

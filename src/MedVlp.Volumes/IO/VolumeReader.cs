@@ -1,4 +1,5 @@
 using System.Text;
+using MedVlp.Volumes.IO.Dicom;
 using MedVlp.Volumes.IO.MetaImage;
 using MedVlp.Volumes.IO.Nifti;
 using MedVlp.Volumes.IO.Nrrd;
@@ -10,8 +11,8 @@ namespace MedVlp.Volumes.IO;
 /// </summary>
 public static class VolumeReader
 {
-    /// <summary>Reads a volume from a file (or, for DICOM, a folder once supported).</summary>
-    /// <param name="path">The file to read.</param>
+    /// <summary>Reads a volume from a file, or from a folder holding a DICOM series.</summary>
+    /// <param name="path">The file to read (NIfTI, MetaImage, NRRD or DICOM), or a folder of DICOM files (one series, or the one chosen with <see cref="VolumeReadOptions.SeriesInstanceUid"/>).</param>
     /// <param name="options">Reading options, or <see langword="null"/> for the defaults.</param>
     /// <param name="cancellationToken">Cancels a long read.</param>
     /// <exception cref="FileNotFoundException">Nothing exists at <paramref name="path"/>.</exception>
@@ -26,7 +27,8 @@ public static class VolumeReader
             VolumeFileFormat.Nifti => NiftiReader.Read(path, options, cancellationToken),
             VolumeFileFormat.MetaImage => MetaImageReader.Read(path, options, cancellationToken),
             VolumeFileFormat.Nrrd => NrrdReader.Read(path, options, cancellationToken),
-            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img), MetaImage (.mha, .mhd) or NRRD (.nrrd, .nhdr)."),
+            VolumeFileFormat.Dicom => DicomSeriesReader.Read(path, options, cancellationToken),
+            _ => throw new VolumeFormatException(path, null, "the format is not recognised: expected NIfTI (.nii, .nii.gz, .hdr/.img), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) or DICOM (a file, or a folder holding a series)."),
         };
     }
 
@@ -45,9 +47,9 @@ public static class VolumeReader
             throw new FileNotFoundException($"{path}: no such file or folder.", path);
         }
 
-        if (!File.Exists(path))
+        if (Directory.Exists(path))
         {
-            return VolumeFileFormat.Unknown;
+            return VolumeFileFormat.Dicom;
         }
 
         if (NiftiReader.HasNiftiExtension(path))
@@ -65,6 +67,11 @@ public static class VolumeReader
             return VolumeFileFormat.Nrrd;
         }
 
+        if (path.EndsWith(".dcm", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".dicom", StringComparison.OrdinalIgnoreCase))
+        {
+            return VolumeFileFormat.Dicom;
+        }
+
         return DetectFromContent(path);
     }
 
@@ -78,6 +85,11 @@ public static class VolumeReader
         }
 
         head = head[..got];
+        if (DicomParser.HasDicomMagic(head))
+        {
+            return VolumeFileFormat.Dicom;
+        }
+
         if (head.StartsWith("NRRD000"u8))
         {
             return VolumeFileFormat.Nrrd;
@@ -111,7 +123,8 @@ public static class VolumeReader
             }
         }
 
-        return VolumeFileFormat.Unknown;
+        // DICOM data sets written without the preamble and meta header (group 0008 first).
+        return DicomParser.LooksLikeBareDataset(head) ? VolumeFileFormat.Dicom : VolumeFileFormat.Unknown;
     }
 }
 
@@ -126,4 +139,6 @@ public enum VolumeFileFormat
     MetaImage,
     /// <summary>NRRD (<c>.nrrd</c>, <c>.nhdr</c> + data file).</summary>
     Nrrd,
+    /// <summary>DICOM: a Part-10 file (<c>.dcm</c>, or "DICM" at byte 128), a bare data set, or a folder holding a series.</summary>
+    Dicom,
 }

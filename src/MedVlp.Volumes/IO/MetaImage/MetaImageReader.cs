@@ -87,7 +87,7 @@ public static class MetaImageReader
             var values = TextHeader.Numbers(sp, path, "ElementSpacing", ndims);
             for (var a = 0; a < spatialDims; a++)
             {
-                spacing[a] = values[a];
+                spacing[a] = values[a] != 0 ? values[a] : throw new VolumeFormatException(path, "ElementSpacing", $"is \"{sp}\"; a spacing of 0 makes the geometry degenerate.");
             }
         }
 

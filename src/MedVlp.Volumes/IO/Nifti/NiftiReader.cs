@@ -55,7 +55,7 @@ public static class NiftiReader
         var spatial = SaturatingMultiply(SaturatingMultiply(nx, ny), nz);
         var total = SaturatingMultiply(spatial, frames);
         var toRead = options.FirstFrameOnly ? spatial : total;
-        if (spatial > int.MaxValue || toRead > options.MaxVoxels)
+        if (spatial > int.MaxValue || toRead > options.MaxVoxels || toRead > Array.MaxLength)
         {
             throw new VolumeFormatException(headerPath, "dim", $"asks for {nx}x{ny}x{nz} voxels x {frames} frame(s) = {total} voxels; the limit is {options.MaxVoxels} (VolumeReadOptions.MaxVoxels).");
         }
@@ -78,11 +78,11 @@ public static class NiftiReader
 
         try
         {
-            CheckLengthPlausible(dataPath, dataStream, compressedLength, header.VoxOffset + dataBytes);
+            CheckLengthPlausible(dataPath, dataStream, compressedLength, SaturatingAdd(header.VoxOffset, options.FirstFrameOnly ? SaturatingMultiply(toRead, type.SizeInBytes()) : dataBytes));
             var alreadyRead = header.IsSingleFile ? (header.Version == 1 ? NiftiHeader.Nifti1Size : NiftiHeader.Nifti2Size) : 0;
             Skip(dataStream, header.VoxOffset - alreadyRead, dataPath);
 
-            var data = GC.AllocateUninitializedArray<float>(checked((int)toRead));
+            var data = VoxelBuffer.Allocate(checked((int)toRead));
             double slope = header.SclSlope, inter = header.SclInter;
             if (slope == 0 || !double.IsFinite(slope))
             {
@@ -95,7 +95,17 @@ public static class NiftiReader
             }
 
             VoxelDecoder.ReadInto(dataStream, data, type, header.IsBigEndian, slope, inter, dataPath, cancellationToken);
-            var affine = header.GetBestAffine();
+            Affine affine;
+            try
+            {
+                affine = header.GetBestAffine();
+            }
+            catch (ArgumentException ex)
+            {
+                var which = header.SformCode > 0 ? "srow_x/y/z" : header.QformCode > 0 ? "quatern/qoffset/pixdim" : "pixdim";
+                throw new VolumeFormatException(headerPath, which, "the affine it defines contains non-finite numbers.", ex);
+            }
+
             return new Volume(
                 data,
                 new VolumeShape((int)nx, (int)ny, (int)nz),
@@ -179,6 +189,8 @@ public static class NiftiReader
 
     private static int CheckedExtent(long extent, string path, int n) =>
         extent is >= 1 and <= int.MaxValue ? (int)extent : throw new VolumeFormatException(path, $"dim[{n}]", $"is {extent}; expected 1 to {int.MaxValue}.");
+
+    private static long SaturatingAdd(long a, long b) => a > long.MaxValue - b ? long.MaxValue : a + b;
 
     private static long SaturatingMultiply(long a, long b) =>
         a == 0 || b == 0 ? 0 : a > long.MaxValue / b ? long.MaxValue : a * b;
