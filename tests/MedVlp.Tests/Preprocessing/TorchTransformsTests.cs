@@ -68,6 +68,12 @@ public sealed class TorchTransformsTests
         using var result = TorchTransforms.Resample(input.Data, volume.Shape, volume.Affine, shape, affine, new ResampleOptions { FillValue = -2 });
         using var device = new TorchVolume(result.alias(), affine);
         AssertSame(cpu, device.ToVolume(), "oblique");
+
+        var nearest = new ResampleOptions { Interpolation = Interpolation.Nearest, FillWithMinimum = true };
+        var cpuNearest = Resampler.Resample(volume, shape, affine, nearest);
+        using var resultNearest = TorchTransforms.Resample(input.Data, volume.Shape, volume.Affine, shape, affine, nearest);
+        using var deviceNearest = new TorchVolume(resultNearest.alias(), affine);
+        AssertSame(cpuNearest, deviceNearest.ToVolume(), "oblique nearest");
     }
 
     [Theory]

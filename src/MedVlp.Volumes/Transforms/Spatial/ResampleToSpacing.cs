@@ -47,7 +47,9 @@ public sealed class ResampleToSpacing : ResamplingTransform
                 throw new ArgumentException($"{nameof(ResampleToSpacing)}: the volume's affine has a zero-length axis {a}.", nameof(affine));
             }
 
-            extent[a] = n == 1 ? 1 : checked((int)Math.Ceiling(n * old[a] / Spacing[a]));
+            // ceil as TorchIO, but a count within 1e-6 voxel of an integer is that integer: spacings read from files carry
+            // float noise (0.859375 stored as 0.85937500001) that must not add a voxel
+            extent[a] = n == 1 ? 1 : checked((int)Math.Ceiling((n * old[a] / Spacing[a]) - 1e-6));
             scale[a] = Spacing[a] / old[a];
             shift[a] = 0.5 * (scale[a] - 1);
         }
