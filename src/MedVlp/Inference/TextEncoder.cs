@@ -1,5 +1,4 @@
 using Microsoft.Extensions.AI;
-using static TorchSharp.torch;
 
 namespace MedVlp.Inference;
 
@@ -38,38 +37,23 @@ public sealed class TextEncoder : IEmbeddingGenerator<string, Embedding<float>>
     {
         ArgumentNullException.ThrowIfNull(texts);
         _model.ThrowIfDisposed();
-        var result = new float[texts.Count][];
-        for (var start = 0; start < texts.Count; start += BatchSize)
+        return EmbeddingRows.EmbedInBatches(texts, BatchSize, chunk =>
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var chunk = texts.Skip(start).Take(BatchSize).ToArray();
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
             var (ids, mask) = _model.PrepareTexts(chunk);
-            EmbeddingRows.CopyTo(_model.Module.EncodeTexts(ids, mask), result, start);
-        }
-
-        return result;
+            return _model.Module.EncodeTexts(ids, mask);
+        }, cancellationToken);
     }
 
     /// <inheritdoc />
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(values);
-        var list = values.ToArray();
-        return Task.Run(() => EmbeddingRows.ToGenerated(Embed(list, cancellationToken), _metadata.DefaultModelId), cancellationToken);
+        return EmbeddingRows.GenerateAsync(values.ToArray(), Embed, _metadata, cancellationToken);
     }
 
     /// <inheritdoc />
     public object? GetService(Type serviceType, object? serviceKey = null)
-    {
-        ArgumentNullException.ThrowIfNull(serviceType);
-        return serviceKey is not null ? null
-            : serviceType == typeof(EmbeddingGeneratorMetadata) ? _metadata
-            : serviceType.IsInstanceOfType(this) ? this
-            : serviceType.IsInstanceOfType(_model) ? _model
-            : null;
-    }
+        => EmbeddingRows.GetService(this, _model, _metadata, serviceType, serviceKey);
 
     /// <summary>Does nothing: the encoder is a view of its model, which owns the weights.</summary>
     public void Dispose()

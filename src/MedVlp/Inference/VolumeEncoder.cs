@@ -39,39 +39,19 @@ public sealed class VolumeEncoder : IEmbeddingGenerator<Volume, Embedding<float>
     {
         ArgumentNullException.ThrowIfNull(volumes);
         _model.ThrowIfDisposed();
-        var result = new float[volumes.Count][];
-        for (var start = 0; start < volumes.Count; start += BatchSize)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var chunk = volumes.Skip(start).Take(BatchSize).ToArray();
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
-            var input = _model.PrepareVolumes(chunk, cancellationToken);
-            var embeddings = _model.Module.EncodeVolumes(input);
-            EmbeddingRows.CopyTo(embeddings, result, start);
-        }
-
-        return result;
+        return EmbeddingRows.EmbedInBatches(volumes, BatchSize, chunk => _model.Module.EncodeVolumes(_model.PrepareVolumes(chunk, cancellationToken)), cancellationToken);
     }
 
     /// <inheritdoc />
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<Volume> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(values);
-        var list = values.ToArray();
-        return Task.Run(() => EmbeddingRows.ToGenerated(Embed(list, cancellationToken), _metadata.DefaultModelId), cancellationToken);
+        return EmbeddingRows.GenerateAsync(values.ToArray(), Embed, _metadata, cancellationToken);
     }
 
     /// <inheritdoc />
     public object? GetService(Type serviceType, object? serviceKey = null)
-    {
-        ArgumentNullException.ThrowIfNull(serviceType);
-        return serviceKey is not null ? null
-            : serviceType == typeof(EmbeddingGeneratorMetadata) ? _metadata
-            : serviceType.IsInstanceOfType(this) ? this
-            : serviceType.IsInstanceOfType(_model) ? _model
-            : null;
-    }
+        => EmbeddingRows.GetService(this, _model, _metadata, serviceType, serviceKey);
 
     /// <summary>Does nothing: the encoder is a view of its model, which owns the weights.</summary>
     public void Dispose()
@@ -79,10 +59,42 @@ public sealed class VolumeEncoder : IEmbeddingGenerator<Volume, Embedding<float>
     }
 }
 
-/// <summary>Copies (B x E) embedding tensors into managed rows.</summary>
+/// <summary>What <see cref="VolumeEncoder"/> and <see cref="TextEncoder"/> share: batching, copying out, and the
+/// Microsoft.Extensions.AI plumbing.</summary>
 internal static class EmbeddingRows
 {
-    public static void CopyTo(Tensor embeddings, float[][] rows, int start)
+    /// <summary>Encodes <paramref name="items"/> <paramref name="batchSize"/> at a time without gradients, each batch
+    /// in its own dispose scope, and copies the (B x E) results into managed rows.</summary>
+    public static float[][] EmbedInBatches<T>(IReadOnlyList<T> items, int batchSize, Func<T[], Tensor> encode, CancellationToken cancellationToken)
+    {
+        var result = new float[items.Count][];
+        for (var start = 0; start < items.Count; start += batchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var chunk = items.Skip(start).Take(batchSize).ToArray();
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            CopyTo(encode(chunk), result, start);
+        }
+
+        return result;
+    }
+
+    public static Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync<T>(T[] values, Func<IReadOnlyList<T>, CancellationToken, float[][]> embed,
+        EmbeddingGeneratorMetadata metadata, CancellationToken cancellationToken) =>
+        Task.Run(() => ToGenerated(embed(values, cancellationToken), metadata.DefaultModelId), cancellationToken);
+
+    public static object? GetService(object encoder, VisionLanguageModel model, EmbeddingGeneratorMetadata metadata, Type serviceType, object? serviceKey)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        return serviceKey is not null ? null
+            : serviceType == typeof(EmbeddingGeneratorMetadata) ? metadata
+            : serviceType.IsInstanceOfType(encoder) ? encoder
+            : serviceType.IsInstanceOfType(model) ? model
+            : null;
+    }
+
+    private static void CopyTo(Tensor embeddings, float[][] rows, int start)
     {
         var b = (int)embeddings.shape[0];
         var e = (int)embeddings.shape[1];
@@ -93,7 +105,7 @@ internal static class EmbeddingRows
         }
     }
 
-    public static GeneratedEmbeddings<Embedding<float>> ToGenerated(float[][] rows, string? modelId)
+    private static GeneratedEmbeddings<Embedding<float>> ToGenerated(float[][] rows, string? modelId)
     {
         var created = DateTimeOffset.UtcNow;
         return new GeneratedEmbeddings<Embedding<float>>(rows.Select(r => new Embedding<float>(r) { ModelId = modelId, CreatedAt = created }));
