@@ -1,20 +1,31 @@
 using MedVlp.Volumes;
+using MedVlp.Volumes.IO;
 using MedVlp.Volumes.IO.Dicom;
+using MedVlp.Volumes.IO.Nifti;
 using SharpFuzz;
 
-// Fuzz target: any input must either read as a volume or end in VolumeFormatException. Anything else
+// Fuzz targets: any input must either read as a volume or end in VolumeFormatException. Anything else
 // (IndexOutOfRange, OutOfMemory, an endless loop caught by AFL's timeout) is a bug.
-//   medvlp-fuzz                 run under afl-fuzz (SharpFuzz out-of-process mode)
-//   medvlp-fuzz --replay FILES  run inputs once each without AFL (to check crashes and turn them into tests)
-var scratch = Path.Combine(Path.GetTempPath(), $"medvlp-fuzz-{Environment.ProcessId}.dcm");
-if (args.Length > 0 && args[0] == "--replay")
+//   medvlp-fuzz TARGET                  run under afl-fuzz (SharpFuzz out-of-process mode); TARGET = dicom | nifti
+//   medvlp-fuzz TARGET --replay FILES   run inputs once each without AFL (to check crashes and turn them into tests);
+//                                       use an uninstrumented build (run-fuzz.sh publishes one to out-replay/)
+// Nothing from MedVlp.Volumes may run before Fuzzer.OutOfProcess.Run: instrumented code needs AFL's trace map.
+if (args.Length == 0 || args[0] is not ("dicom" or "nifti"))
+{
+    Console.Error.WriteLine("usage: MedVlp.Fuzz dicom|nifti [--replay FILE...]");
+    return 2;
+}
+
+var target = args[0];
+var scratch = Path.Combine(Path.GetTempPath(), $"medvlp-fuzz-{Environment.ProcessId}.{(target == "nifti" ? "nii" : "dcm")}");
+if (args.Length > 1 && args[1] == "--replay")
 {
     var failures = 0;
-    foreach (var file in args.Skip(1))
+    foreach (var file in args.Skip(2))
     {
         try
         {
-            Target(File.OpenRead(file));
+            Run(File.OpenRead(file));
             Console.WriteLine($"ok      {file}");
         }
 #pragma warning disable CA1031 // replay reports every failure kind
@@ -29,10 +40,10 @@ if (args.Length > 0 && args[0] == "--replay")
     return failures == 0 ? 0 : 1;
 }
 
-Fuzzer.OutOfProcess.Run(stream => Target(stream));
+Fuzzer.OutOfProcess.Run(stream => Run(stream));
 return 0;
 
-void Target(Stream input)
+void Run(Stream input)
 {
     using (input)
     using (var file = File.Create(scratch))
@@ -42,7 +53,9 @@ void Target(Stream input)
 
     try
     {
-        DicomSeriesReader.Read(scratch, new MedVlp.Volumes.IO.VolumeReadOptions { MaxVoxels = 1 << 24 });
+        // NIfTI: the reader sniffs gzip by content, so gzipped and plain inputs both reach the header parser.
+        var options = new VolumeReadOptions { MaxVoxels = 1 << 24 };
+        _ = target == "nifti" ? NiftiReader.Read(scratch, options) : DicomSeriesReader.Read(scratch, options);
     }
     catch (VolumeFormatException)
     {
