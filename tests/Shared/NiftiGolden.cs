@@ -22,12 +22,6 @@ internal static class NiftiGolden
         .Select(kv => kv.Key)
         .Order(StringComparer.Ordinal);
 
-    /// <summary>Header-only .hdr files (the .img half is not shipped by nibabel).</summary>
-    public static IEnumerable<string> HeaderOnly => All
-        .Where(kv => kv.Value.GetProperty("pair").GetBoolean())
-        .Select(kv => kv.Key)
-        .Order(StringComparer.Ordinal);
-
     public static double[] Doubles(JsonElement e) => [.. e.EnumerateArray().Select(x => x.GetDouble())];
 
     public static double[][] Matrix(JsonElement e) => [.. e.EnumerateArray().Select(Doubles)];

@@ -13,14 +13,11 @@ data/nifti_voxels.json, keyed by the same relative path:
                (i fastest, then j, k, then the frame dims), i.e. MedVlp's Volume.Data
                bytes; NaNs hash as numpy stores them
   nan_count    NaN voxels in the whole array
-  raw          for arrays under 2 MB as float32: the file name under
-               data/nifti_voxels/ holding that exact array, gzip-compressed raw
-               little-endian float32 in the same order (so a failing test can say
-               which voxel differs)
-  samples      otherwise: [[flat_index, value], ...] 256 voxels drawn with numpy
-               RandomState(2) over the Fortran-order flat index (value null = NaN)
+  samples      [[flat_index, value], ...] up to 256 voxels drawn with numpy
+               RandomState(2) over the Fortran-order flat index (value null = NaN),
+               so a failing test can name a voxel. The arrays themselves are
+               third-party image data and are not committed.
 """
-import gzip
 import hashlib
 import json
 import math
@@ -35,8 +32,6 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 DATA = os.environ.get("MEDVLP_TESTDATA") or os.path.join(REPO, ".testdata")
 INFO = os.path.join(HERE, "data", "nifti_info.json")
 OUT = os.path.join(HERE, "data", "nifti_voxels.json")
-RAW_DIR = os.path.join(HERE, "data", "nifti_voxels")
-RAW_LIMIT = 2 * 1024 * 1024
 
 
 def load(path):
@@ -48,9 +43,6 @@ def load(path):
 
 def main():
     info = json.load(open(INFO))
-    os.makedirs(RAW_DIR, exist_ok=True)
-    for old in os.listdir(RAW_DIR):
-        os.remove(os.path.join(RAW_DIR, old))
     out = {}
     for rel, entry in sorted(info.items()):
         if rel.startswith("_") or entry.get("header_only"):
@@ -63,18 +55,12 @@ def main():
         rec = {"shape": [int(s) for s in data.shape],
                "sha256_f32": hashlib.sha256(raw).hexdigest(),
                "nan_count": int(np.isnan(data).sum())}
-        if len(raw) < RAW_LIMIT:
-            name = rel.replace("/", "__") + ".f32.gz"
-            with open(os.path.join(RAW_DIR, name), "wb") as f:
-                # mtime=0 keeps the output byte-identical across runs
-                with gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz:
-                    gz.write(raw)
-            rec["raw"] = name
-        else:
-            flat = data.reshape(-1, order="F")
-            idx = np.sort(np.random.RandomState(2).choice(flat.size, size=256, replace=False))
-            rec["samples"] = [[int(n), None if math.isnan(flat[n]) else float(flat[n])]
-                              for n in idx]
+        # Only a hash of the whole array and sampled voxels: the images themselves are third-party data
+        # and are never committed (the SHA-256 already checks every voxel; the samples name a bad one).
+        flat = data.reshape(-1, order="F")
+        idx = np.sort(np.random.RandomState(2).choice(flat.size, size=min(256, flat.size), replace=False))
+        rec["samples"] = [[int(n), None if math.isnan(flat[n]) else float(flat[n])]
+                          for n in idx]
         out[rel] = rec
     out["_generator"] = {"script": "tests/golden/make_nifti_voxels_golden.py",
                          "nibabel": nib.__version__, "numpy": np.__version__}
