@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.Compression;
 using System.Text;
 using MedVlp.Testing;
 using MedVlp.Volumes.IO;
@@ -67,28 +66,6 @@ public sealed class HostileInputTests(ITestOutputHelper output)
         return b;
     }
 
-    private static byte[] Gzip(byte[] data)
-    {
-        using var m = new MemoryStream();
-        using (var gz = new GZipStream(m, CompressionLevel.Fastest))
-        {
-            gz.Write(data);
-        }
-
-        return m.ToArray();
-    }
-
-    private static byte[] Zlib(byte[] data)
-    {
-        using var m = new MemoryStream();
-        using (var z = new ZLibStream(m, CompressionLevel.Fastest))
-        {
-            z.Write(data);
-        }
-
-        return m.ToArray();
-    }
-
     private static string Write(TempFolder tmp, string file, byte[] bytes)
     {
         var path = tmp.File(file);
@@ -127,7 +104,7 @@ public sealed class HostileInputTests(ITestOutputHelper output)
         "nii-voxoffset-negative" => Write(tmp, "v.nii", WithNifti1(b => BinaryPrimitives.WriteSingleLittleEndian(b[108..], -352))),
         "nii-voxoffset-inf" => Write(tmp, "v.nii", WithNifti1(b => BinaryPrimitives.WriteSingleLittleEndian(b[108..], float.PositiveInfinity))),
         "nii-voxoffset-beyond-file" => Write(tmp, "v.nii", WithNifti1(b => BinaryPrimitives.WriteSingleLittleEndian(b[108..], 1e9f))),
-        "nii-gzip-bomb-header" => Write(tmp, "g.nii.gz", Gzip(WithNifti1(b =>
+        "nii-gzip-bomb-header" => Write(tmp, "g.nii.gz", TestCompression.Gzip(WithNifti1(b =>
         {
             for (var n = 1; n <= 3; n++)
             {
@@ -157,8 +134,8 @@ public sealed class HostileInputTests(ITestOutputHelper output)
 
         "mha-absurd-dims" => Write(tmp, "a.mha", Mha + "DimSize = 100000 100000 100000\nElementDataFile = LOCAL\n", new byte[100]),
         "mha-truncated" => Write(tmp, "t.mha", Mha + "DimSize = 64 64 64\nElementDataFile = LOCAL\n", new byte[1000]),
-        "mha-zlib-bomb" => Write(tmp, "z.mha", Mha + "CompressedData = True\nDimSize = 1000 1000 100\nElementDataFile = LOCAL\n", Zlib(new byte[1000])),
-        "mha-zlib-corrupt" => Write(tmp, "z.mha", Mha + "CompressedData = True\nDimSize = 16 16 16\nElementDataFile = LOCAL\n", Edit(Zlib(new byte[4096]), b => b[2..].Fill(0xAB))),
+        "mha-zlib-bomb" => Write(tmp, "z.mha", Mha + "CompressedData = True\nDimSize = 1000 1000 100\nElementDataFile = LOCAL\n", TestCompression.Zlib(new byte[1000])),
+        "mha-zlib-corrupt" => Write(tmp, "z.mha", Mha + "CompressedData = True\nDimSize = 16 16 16\nElementDataFile = LOCAL\n", Edit(TestCompression.Zlib(new byte[4096]), b => b[2..].Fill(0xAB))),
         "mha-missing-data-file" => Write(tmp, "m.mhd", Mha + "DimSize = 4 4 4\nElementDataFile = nowhere.raw\n"),
         "mha-no-datafile-key" => Write(tmp, "k.mha", Mha + "DimSize = 4 4 4\n"),
         "mha-bad-ndims" => Write(tmp, "n.mha", "NDims = 7\nDimSize = 1 1 1 1 1 1 1\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n", new byte[1]),
@@ -173,8 +150,8 @@ public sealed class HostileInputTests(ITestOutputHelper output)
         "nrrd-no-magic" => Write(tmp, "n.nrrd", "type: uchar\ndimension: 3\n\n", new byte[8]),
         "nrrd-absurd-sizes" => Write(tmp, "a.nrrd", Nrrd + "sizes: 1000000 1000000 1000000\n\n", new byte[8]),
         "nrrd-block-type" => Write(tmp, "b.nrrd", "NRRD0004\ntype: block\nblock size: 4\ndimension: 3\nsizes: 1 1 1\nencoding: raw\n\n", new byte[4]),
-        "nrrd-gzip-truncated" => Write(tmp, "g.nrrd", "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 64 64 64\nencoding: gzip\n\n", Gzip(new byte[64 * 64 * 64])[..200]),
-        "nrrd-gzip-bomb" => Write(tmp, "g.nrrd", "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 1000 1000 100\nencoding: gzip\n\n", Gzip(new byte[100])),
+        "nrrd-gzip-truncated" => Write(tmp, "g.nrrd", "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 64 64 64\nencoding: gzip\n\n", TestCompression.Gzip(new byte[64 * 64 * 64])[..200]),
+        "nrrd-gzip-bomb" => Write(tmp, "g.nrrd", "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 1000 1000 100\nencoding: gzip\n\n", TestCompression.Gzip(new byte[100])),
         "nrrd-missing-data-file" => Write(tmp, "m.nhdr", Nrrd + "sizes: 2 2 2\ndata file: gone.raw\n"),
         "nrrd-negative-size" => Write(tmp, "n.nrrd", Nrrd + "sizes: 2 -2 2\n\n", new byte[8]),
         "nrrd-directions-mismatch" => Write(tmp, "d.nrrd", Nrrd + "sizes: 2 2 2\nspace: RAS\nspace directions: (1,0,0) (0,1,0)\n\n", new byte[8]),

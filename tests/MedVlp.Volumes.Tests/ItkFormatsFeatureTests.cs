@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.Compression;
 using System.Text;
 using MedVlp.Testing;
 using MedVlp.Volumes.IO;
@@ -33,28 +32,6 @@ public sealed class ItkFormatsFeatureTests
         return b;
     }
 
-    private static byte[] Gzip(byte[] data)
-    {
-        using var m = new MemoryStream();
-        using (var gz = new GZipStream(m, CompressionLevel.Fastest))
-        {
-            gz.Write(data);
-        }
-
-        return m.ToArray();
-    }
-
-    private static byte[] Zlib(byte[] data)
-    {
-        using var m = new MemoryStream();
-        using (var z = new ZLibStream(m, CompressionLevel.Fastest))
-        {
-            z.Write(data);
-        }
-
-        return m.ToArray();
-    }
-
     private static void AssertValues(Volume v)
     {
         Assert.Equal(new VolumeShape(4, 3, 2), v.Shape);
@@ -78,7 +55,7 @@ public sealed class ItkFormatsFeatureTests
         var path = tmp.File("a.nrrd");
         WriteWithHeader(path, "NRRD0004\n# comment\ntype: short\ndimension: 3\nspace: right-anterior-superior\nsizes: 4 3 2\n" +
             "space directions: (0,2,0) (-1.5,0,0) (0,0,3)\nkinds: domain domain domain\nendian: big\nencoding: gzip\n" +
-            "space origin: (10,-20,30)\nmykey:=some value\n\n", Gzip(Int16Bytes(bigEndian: true)));
+            "space origin: (10,-20,30)\nmykey:=some value\n\n", TestCompression.Gzip(Int16Bytes(bigEndian: true)));
         var v = VolumeReader.Read(path);
         AssertValues(v);
         var expected = Affine.FromRowMajor([0, -1.5, 0, 10, 2, 0, 0, -20, 0, 0, 3, 30, 0, 0, 0, 1]);
@@ -140,7 +117,7 @@ public sealed class ItkFormatsFeatureTests
         // Row n of TransformMatrix is the direction of axis n: i -> +y, j -> +x, k -> -z (LPS).
         WriteWithHeader(path, "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = True\nCompressedData = True\n" +
             "TransformMatrix = 0 1 0 1 0 0 0 0 -1\nOffset = 1 2 3\nElementSpacing = 0.5 0.25 4\nDimSize = 4 3 2\nAnatomicalOrientation = RAI\n" +
-            "ElementType = MET_SHORT\nElementDataFile = LOCAL\n", Zlib(Int16Bytes(bigEndian: true)));
+            "ElementType = MET_SHORT\nElementDataFile = LOCAL\n", TestCompression.Zlib(Int16Bytes(bigEndian: true)));
         var v = VolumeReader.Read(path);
         AssertValues(v);
         // LPS affine columns: i = (0, .5, 0), j = (.25, 0, 0), k = (0, 0, -4); origin (1, 2, 3); RAS negates rows x, y.
