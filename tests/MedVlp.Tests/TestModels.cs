@@ -15,9 +15,9 @@ internal static class TestModels
     public static WordPieceTextTokenizer Tokenizer => BertTokenizer.Value;
 
     /// <summary>A tiny configuration over the real vocabulary (fast on a CPU).</summary>
-    public static VisionLanguageModelConfig TinyConfig(TextPooling pooling = TextPooling.Mean) => new()
+    public static Clip3dConfig TinyConfig(TextPooling pooling = TextPooling.Mean) => new()
     {
-        Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+        Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
         Text = new BertConfig
         {
             VocabSize = Tokenizer.VocabularySize,
