@@ -35,6 +35,25 @@ internal static class TestModels
         MaxTextTokens = 64,
     };
 
+    /// <summary>A small WordPiece vocabulary written by the tests themselves (not third-party data): special tokens,
+    /// a few report words and their pieces. Models over it are tiny, so allocation-bounded tests stay meaningful.</summary>
+    public static string SmallVocabulary { get; } = string.Join('\n',
+    [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "of", "is", "are", "and", "no", "with", "diagnosis", "not", "demented",
+        "mild", "cognitive", "impairment", "alzheimer", "ventricles", "enlarged", "mildly", "atrophy", "hippocampal", "patient", "female",
+        "male", "year", "old", "-", ".", ",", "mmse", "1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "##s", "##ly", "##ed",
+    ]) + "\n";
+
+    /// <summary>A tokenizer over <see cref="SmallVocabulary"/>.</summary>
+    public static WordPieceTextTokenizer SmallTokenizer()
+    {
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(SmallVocabulary));
+        return WordPieceTextTokenizer.FromStream(stream);
+    }
+
+    /// <summary><see cref="TinyConfig"/> over <see cref="SmallTokenizer"/>.</summary>
+    public static Clip3dConfig SmallVocabularyConfig() => TinyConfig() with { Text = TinyConfig().Text with { VocabSize = SmallTokenizer().VocabularySize } };
+
     /// <summary>MedBLIP's preprocessing at a small size.</summary>
     public static TransformPipeline Preprocessing(int size) => new(
     [

@@ -24,6 +24,13 @@ public abstract record ArchitectureConfig
     /// </summary>
     public abstract void Validate();
 
+    /// <summary>
+    /// The number of parameters computed from the sizes alone (no module built), or null when the architecture does not
+    /// say. Loading refuses a configuration whose estimate exceeds the budget before building anything: TorchSharp
+    /// allocates some modules (Embedding) on the CPU even when asked for the <c>meta</c> device.
+    /// </summary>
+    public virtual long? EstimateParameters() => null;
+
     /// <summary>The number of token ids the model accepts from the tokenizer <paramref name="tokenizer"/> (a tokenizer with
     /// more tokens than this cannot be used), or null when the architecture does not say.</summary>
     public virtual int? TokenizerVocabularySize(string tokenizer) => null;

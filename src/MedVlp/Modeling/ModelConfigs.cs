@@ -215,6 +215,23 @@ public sealed record Clip3dConfig : ArchitectureConfig
     /// <inheritdoc />
     public override int? TokenizerVocabularySize(string tokenizer) => tokenizer == "text" ? Text?.VocabSize : null;
 
+    /// <inheritdoc />
+    public override long? EstimateParameters()
+    {
+        checked
+        {
+            long w = Volume.Width, c = Volume.InChannels, p = Volume.PatchSize, g = Volume.GridSize, h = (long)Math.Round(Volume.Width * Volume.MlpRatio);
+            var vision = (w * c * p * p * p) + w + w + (((g * g * g) + 1) * w)
+                + (Volume.Depth * ((4 * w) + (3 * w * w) + (3 * w) + (w * w) + w + (h * w) + h + (w * h) + w))
+                + (2 * w) + w + (w * w) + w + (2 * w * w) + (2 * w) + (w * w) + w;
+            long d = Text.HiddenSize, i = Text.IntermediateSize;
+            var text = ((long)Text.VocabSize + Text.MaxPositionEmbeddings + Text.TypeVocabSize) * d + (2 * d)
+                + (Text.NumHiddenLayers * ((4 * ((d * d) + d)) + (2 * d) + (i * d) + i + (d * i) + d + (2 * d)))
+                + (Text.AddPoolingLayer ? (d * d) + d : 0);
+            return vision + text + ((long)EmbeddingDim * w) + ((long)EmbeddingDim * d) + 1;
+        }
+    }
+
     /// <summary>The <c>tiny</c> size (kept for code written before the registry).</summary>
     public static Clip3dConfig Small(int vocabularySize) => Tiny(vocabularySize);
 

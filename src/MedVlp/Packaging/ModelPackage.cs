@@ -268,7 +268,7 @@ internal static partial class ModelPackage
         }
         catch (JsonException ex)
         {
-            throw new ModelFormatException(configPath, ex.Path, $"not a valid model configuration ({ex.Message}).", ex);
+            throw new ModelFormatException(configPath, ex.Path?.TrimStart('$', '.'), $"not a valid model configuration ({ex.Message}).", ex);
         }
 
         if (manifest.Format != Format)
@@ -449,6 +449,7 @@ internal static partial class ModelPackage
         }
 
         var path = Path.Combine(directory, relative);
+        var length = PackageFiles.RequireRegularFile(path, field);
         if (insidePackage)
         {
             var root = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
@@ -459,7 +460,6 @@ internal static partial class ModelPackage
             }
         }
 
-        var length = PackageFiles.RequireRegularFile(path, field);
         if (length != size)
         {
             throw new ModelFormatException(path, "size", $"expected {size} bytes (recorded in {ConfigFile}), found {length}: the file was truncated, replaced or changed after the package was saved.");
@@ -522,6 +522,13 @@ internal static partial class ModelPackage
     /// </summary>
     private static CompositeModel BuildAndLoad(string configPath, ArchitectureConfig config, IReadOnlyList<WeightSource> sources, FreezePolicy freeze, ModelLoadOptions options)
     {
+        // TorchSharp builds some modules (Embedding) on the CPU before moving them to the meta device, so a meta build is
+        // only free once the architecture's own estimate is within the budget.
+        if (config.EstimateParameters() is { } estimate && estimate > options.MaxParameters)
+        {
+            throw new ModelFormatException(configPath, "model", $"the architecture has {estimate:N0} parameters; the budget (ModelLoadOptions.MaxParameters) is {options.MaxParameters:N0}.");
+        }
+
         var headers = sources.Select(s => (Source: s, Header: ReadHeader(s.Path))).ToArray();
         Dictionary<string, (long[] Shape, ScalarType Type)> expected;
         using (var meta = ModelRegistry.Create(config, new ModelCreateOptions { Device = new Device(DeviceType.META) }))
