@@ -211,6 +211,38 @@ public sealed class BlocksBehaviourTests
     }
 
     [Fact]
+    public void MaskTokenReplacesExactlyTheMaskedTokens()
+    {
+        using var scope = NewDisposeScope();
+        using var token = new MaskToken(8);
+        var x = randn(2, 4, 8);
+        var mask = tensor(new[] { true, false, false, true, false, false, false, false }, [2, 4]);
+        var y = token.forward(x, mask);
+        var learned = token.parameters().Single().reshape(8);
+        Assert.True(y[0, 0].allclose(learned) && y[0, 3].allclose(learned));
+        Assert.True(y[0, 1].allclose(x[0, 1]) && y[1].allclose(x[1]));
+        Assert.Throws<ArgumentException>(() => token.forward(x, mask[.., ..3]));
+    }
+
+    [Fact]
+    public void DropPathDropsWholeSamplesAndRescalesTheRest()
+    {
+        using var scope = NewDisposeScope();
+        using var drop = new DropPath(0.5);
+        var x = ones(400, 3, 2);
+        drop.train();
+        var y = drop.forward(x);
+        var perSample = y.reshape(400, -1);
+        var zero = perSample.eq(0).all(1);
+        var scaled = perSample.eq(2).all(1);
+        Assert.True(zero.logical_or(scaled).all().item<bool>(), "every sample is either dropped or scaled by 1 / (1 - p)");
+        var dropped = zero.sum().item<long>();
+        Assert.InRange(dropped, 140, 260);
+        drop.eval();
+        Assert.True(drop.forward(x).eq(x).all().item<bool>());
+    }
+
+    [Fact]
     public void ForwardsLeaveNoTensorAlive()
     {
         manual_seed(16);
