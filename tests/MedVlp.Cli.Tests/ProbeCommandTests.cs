@@ -73,7 +73,7 @@ public sealed class ProbeCommandTests : IDisposable
         var manifest = Path.Combine(_dir.Path, "manifest.csv");
         File.WriteAllLines(manifest, lines);
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt"));
-        var config = VisionLanguageModelConfig.Small(tokenizer.VocabularySize);
+        var config = Clip3dConfig.Small(tokenizer.VocabularySize);
         TransformPipeline preprocessing = new(
         [
             new MinMaxNormalize { OutputMin = 0, OutputMax = 1 },

@@ -20,13 +20,19 @@ released reference code, never from MedVlp's code:
   * gpt2_block    Hugging Face modeling_gpt2.py GPT2Block (Linear in place of Conv1D: weights stored [out, in])
   * gpt2_lm       Hugging Face GPT2LMHeadModel (2 layers, tied lm_head) on right-padded ids with labels (-100 ignored):
                   logits, shifted cross-entropy loss and its gradients
+  * cross_attn    torch's F.multi_head_attention_forward with separate q / k / v weights, keys and values from a 24-wide
+                  context with padding (MedVlp's q, kv = [k; v], proj)
+  * pos_interp_*  a position embedding resampled as timm's resample_abs_pos_embed (CLS kept; 3D trilinear, 2D bicubic)
+
+Also writes data/blocks_keys.json: parameter names, shapes and counts of EVA ViT-g, the BLIP-2 Q-Former and GPT-2 small
+built from the reference classes below at full size (see the end of the script).
 
 Every case holds random weights (biases and LayerNorms randomised too) under MedVlp's state-dict names, the inputs, the
 outputs, and the gradients of every parameter and floating input of sum(output * probe) (a fixed random probe), or of
 the loss for gpt2_lm. Everything is in one safetensors file (format specification: 8-byte little-endian header length,
 JSON header, raw little-endian data) with keys "<case>/param/<name>", "<case>/input/<name>", "<case>/output",
 "<case>/probe", "<case>/grad/<name>", "<case>/grad_input/<name>", "<case>/loss"; the JSON holds each case's sizes.
-Writes data/blocks_golden.safetensors and data/blocks_golden.json.
+Writes data/blocks_golden.safetensors, data/blocks_golden.json and data/blocks_keys.json.
 Run: /usr/bin/python3 tests/golden/make_blocks_golden.py
 """
 import json
@@ -165,8 +171,9 @@ class EvaBlock(nn.Module):
         self.attn = EvaAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = EvaMlp(dim, mlp_hidden)
-        self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
-        self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
+        if init_values is not None:
+            self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
+            self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
 
     def forward(self, x):
         x = x + self.gamma_1 * self.attn(self.norm1(x))
@@ -581,6 +588,37 @@ record("gpt2_lm", params, {"ids": ids, "mask": mask, "labels": labels}, logits, 
        sizes={"vocab": GVOCAB, "width": W, "heads": HEADS, "layers": GLAYERS, "positions": NPOS})
 
 
+# ---- cross-attention from a wider context (torch's own multi-head attention with kdim = vdim = 24) ----------------
+def mapped_leaf(*shape, std=0.2):
+    return (torch.randn(*shape) * std).requires_grad_()
+
+
+cross = {"q.weight": mapped_leaf(W, W), "q.bias": mapped_leaf(W), "kv.weight": mapped_leaf(2 * W, ENC), "kv.bias": mapped_leaf(2 * W),
+         "proj.weight": mapped_leaf(W, W), "proj.bias": mapped_leaf(W)}
+x = leaf(2, 3, W)
+context = leaf(2, 7, ENC)
+context_mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]])
+out, _ = F.multi_head_attention_forward(
+    query=x.transpose(0, 1), key=context.transpose(0, 1), value=context.transpose(0, 1), embed_dim_to_check=W, num_heads=HEADS,
+    in_proj_weight=None, in_proj_bias=torch.cat([cross["q.bias"], cross["kv.bias"]]), bias_k=None, bias_v=None, add_zero_attn=False,
+    dropout_p=0.0, out_proj_weight=cross["proj.weight"], out_proj_bias=cross["proj.bias"], training=False,
+    key_padding_mask=context_mask == 0, need_weights=False, use_separate_proj_weight=True, q_proj_weight=cross["q.weight"],
+    k_proj_weight=cross["kv.weight"][:W], v_proj_weight=cross["kv.weight"][W:])
+record("cross_attn", cross, {"x": x, "context": context, "context_mask": context_mask}, out.transpose(0, 1),
+       sizes={"width": W, "heads": HEADS, "context_width": ENC})
+
+
+# ---- interpolated position embeddings (timm resample_abs_pos_embed: bicubic 2D, trilinear 3D) --------------------
+pos = leaf(1, 1 + 2 * 3 * 2, W)
+grid = pos[:, 1:].reshape(1, 2, 3, 2, W).permute(0, 4, 1, 2, 3)
+resized = F.interpolate(grid, size=(3, 4, 4), mode="trilinear", align_corners=False).permute(0, 2, 3, 4, 1).reshape(1, -1, W)
+record("pos_interp_3d", {}, {"pos": pos}, torch.cat([pos[:, :1], resized], 1), sizes={"from": [2, 3, 2], "to": [3, 4, 4]})
+pos = leaf(1, 1 + 3 * 3, W)
+grid = pos[:, 1:].reshape(1, 3, 3, W).permute(0, 3, 1, 2)
+resized = F.interpolate(grid, size=(5, 4), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, -1, W)
+record("pos_interp_2d", {}, {"pos": pos}, torch.cat([pos[:, :1], resized], 1), sizes={"from": [3, 3], "to": [5, 4]})
+
+
 # ---- write ---------------------------------------------------------------------------------------------------------
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 header, blobs, offset = {}, [], 0
@@ -601,3 +639,46 @@ with open(os.path.join(here, "blocks_golden.safetensors"), "wb") as f:
 with open(os.path.join(here, "blocks_golden.json"), "w") as f:
     json.dump({"torch": torch.__version__, "cases": meta}, f, indent=1, sort_keys=True)
 print("wrote blocks_golden.safetensors (%d tensors, %d bytes) and blocks_golden.json" % (len(tensors), offset))
+
+
+# ---- full-size key lists -------------------------------------------------------------------------------------------
+# The reference classes above at the published sizes. Building all 39 EVA blocks would take 4 GB, so one module of each
+# distinct layer kind is built at full width and its parameter names and shapes are repeated over the layer indices
+# (every layer of a kind is identical). Parameters only: LAVIS' persistent buffer bert.embeddings.position_ids and
+# GPT-2's attn.bias causal-mask buffer are not weights, and GPT-2's lm_head.weight is tied to transformer.wte.weight.
+def shapes(module, prefix=""):
+    return {prefix + n: list(p.shape) for n, p in module.named_parameters()}
+
+
+def summary(keys):
+    return {"keys": keys, "parameters": sum(math.prod(s) for s in keys.values())}
+
+
+with torch.no_grad():
+    keys = {"cls_token": [1, 1, 1408], "pos_embed": [1, 16 * 16 + 1, 1408]}
+    keys.update(shapes(nn.Conv2d(3, 1408, 14, stride=14), "patch_embed.proj."))
+    block = shapes(EvaBlock(1408, 16, int(1408 * 4.3637), None))
+    for i in range(39):
+        keys.update({f"blocks.{i}.{n}": s for n, s in block.items()})
+    eva_vit_g = summary(keys)
+    del block
+
+    keys = {"query_tokens": [1, 32, 768]}
+    keys.update({"bert.embeddings.word_embeddings.weight": [30522, 768], "bert.embeddings.position_embeddings.weight": [512, 768],
+                 "bert.embeddings.LayerNorm.weight": [768], "bert.embeddings.LayerNorm.bias": [768]})
+    with_cross = shapes(BertLayer(768, 12, 3072, cross_width=1408, query_ffn=True))
+    without_cross = shapes(BertLayer(768, 12, 3072, query_ffn=True))
+    for i in range(12):
+        keys.update({f"bert.encoder.layer.{i}.{n}": s for n, s in (with_cross if i % 2 == 0 else without_cross).items()})
+    qformer = summary(keys)
+
+    keys = {"transformer.wte.weight": [50257, 768], "transformer.wpe.weight": [1024, 768],
+            "transformer.ln_f.weight": [768], "transformer.ln_f.bias": [768]}
+    block = shapes(GPT2Block(768, 12, 1024))
+    for i in range(12):
+        keys.update({f"transformer.h.{i}.{n}": s for n, s in block.items()})
+    gpt2 = summary(keys)
+
+with open(os.path.join(here, "blocks_keys.json"), "w") as f:
+    json.dump({"eva_vit_g": eva_vit_g, "qformer_blip2": qformer, "gpt2_small": gpt2}, f, indent=0, sort_keys=True)
+print("wrote blocks_keys.json: EVA ViT-g %d, Q-Former %d, GPT-2 %d parameters" % (eva_vit_g["parameters"], qformer["parameters"], gpt2["parameters"]))

@@ -152,6 +152,47 @@ public sealed class BlocksBehaviourTests
     }
 
     [Fact]
+    public void RotaryAttentionWithCacheEqualsFullForward()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(17);
+        using var attention = new Attention(new AttentionOptions { Width = 16, Heads = 2, QkvBias = QkvBias.QueryValue });
+        using var noGrad = no_grad();
+        var rotary = new RotaryEmbedding(8, axes: 1);
+        var x = randn(1, 6, 16);
+        using var all = rotary.Tables([6]);
+        var full = attention.forward(x, AttentionMask.Causal(6, 6), all);
+        using var cache = new AttentionCache();
+        var parts = new List<Tensor>();
+        for (var t = 0; t < 6; t++)
+        {
+            using var at = rotary.TablesAt(tensor(new long[] { t }, [1, 1]));
+            parts.Add(attention.forward(x[.., t..(t + 1)], AttentionMask.Causal(1, t + 1), at, cache));
+        }
+
+        BlocksGolden.AssertClose(full, cat(parts, 1), "rotary cache");
+    }
+
+    [Fact]
+    public void BadInputsGetClearExceptions()
+    {
+        using var scope = NewDisposeScope();
+        using var attention = new Attention(new AttentionOptions { Width = 16, Heads = 2 });
+        using var cross = new CrossAttention(16, 2, contextWidth: 24);
+        using var bert = new BertLayer(BlocksParityTests.Options() with { CrossAttentionWidth = 24, QueryFeedForward = true });
+        using var lm = new Gpt2LMHeadModel(BlocksParityTests.TinyGpt2());
+        using var patches = new PatchEmbed3d(1, 16, 8);
+        Assert.Contains("16", Assert.Throws<ArgumentException>(() => attention.forward(randn(2, 5, 12))).Message);
+        Assert.Contains("24", Assert.Throws<ArgumentException>(() => cross.forward(randn(2, 3, 16), randn(2, 4, 16))).Message);
+        Assert.Throws<ArgumentException>(() => bert.forward(randn(2, 5, 16), null, null, null, 3)); // queries need image tokens
+        Assert.Throws<ArgumentException>(() => lm.Compute(randint(0, 40, [1, 17], ScalarType.Int64), null)); // 17 > 16 positions
+        Assert.Throws<ArgumentException>(() => lm.Compute(randint(0, 40, [1, 4], ScalarType.Int64), randn(1, 4, 16)));
+        Assert.Throws<ArgumentException>(() => patches.forward(randn([1, 1, 12, 16, 16])));
+        Assert.Throws<ArgumentException>(() => new Attention(new AttentionOptions { Width = 15, Heads = 2 }));
+        Assert.Throws<ArgumentException>(() => new RotaryEmbedding(7, 3));
+    }
+
+    [Fact]
     public void MaskTensorsAreWhatTheirNamesSay()
     {
         using var scope = NewDisposeScope();
@@ -208,6 +249,38 @@ public sealed class BlocksBehaviourTests
                 Assert.True(expectChange == moved, $"{kind}: changing token {changed} {(moved ? "changed" : "did not change")} row {row}");
             }
         }
+    }
+
+    [Fact]
+    public void MaskTokenReplacesExactlyTheMaskedTokens()
+    {
+        using var scope = NewDisposeScope();
+        using var token = new MaskToken(8);
+        var x = randn(2, 4, 8);
+        var mask = tensor(new[] { true, false, false, true, false, false, false, false }, [2, 4]);
+        var y = token.forward(x, mask);
+        var learned = token.parameters().Single().reshape(8);
+        Assert.True(y[0, 0].allclose(learned) && y[0, 3].allclose(learned));
+        Assert.True(y[0, 1].allclose(x[0, 1]) && y[1].allclose(x[1]));
+        Assert.Throws<ArgumentException>(() => token.forward(x, mask[.., ..3]));
+    }
+
+    [Fact]
+    public void DropPathDropsWholeSamplesAndRescalesTheRest()
+    {
+        using var scope = NewDisposeScope();
+        using var drop = new DropPath(0.5);
+        var x = ones(400, 3, 2);
+        drop.train();
+        var y = drop.forward(x);
+        var perSample = y.reshape(400, -1);
+        var zero = perSample.eq(0).all(1);
+        var scaled = perSample.eq(2).all(1);
+        Assert.True(zero.logical_or(scaled).all().item<bool>(), "every sample is either dropped or scaled by 1 / (1 - p)");
+        var dropped = zero.sum().item<long>();
+        Assert.InRange(dropped, 140, 260);
+        drop.eval();
+        Assert.True(drop.forward(x).eq(x).all().item<bool>());
     }
 
     [Fact]

@@ -120,6 +120,22 @@ public sealed class BlocksParityTests(ITestOutputHelper output)
         }));
     }
 
+    [Fact]
+    public void CrossAttentionFromWiderContextMatchesTorchMultiHeadAttention()
+    {
+        using var attention = new CrossAttention(16, 2, contextWidth: 24);
+        Report("cross_attn", BlocksGolden.Check("cross_attn", attention, i => (attention.forward(i["x"], i["context"], AttentionMask.Padding(i["context_mask"])), null)));
+    }
+
+    [Theory]
+    [InlineData("pos_interp_3d", new long[] { 2, 3, 2 }, new long[] { 3, 4, 4 })]
+    [InlineData("pos_interp_2d", new long[] { 3, 3 }, new long[] { 5, 4 })]
+    public void InterpolatedPositionsMatchTimmResampling(string name, long[] from, long[] to)
+    {
+        using var empty = new EmptyModule();
+        Report(name, BlocksGolden.Check(name, empty, i => (PositionEmbedding.Interpolate(i["pos"], from, to), null)));
+    }
+
     internal static BertLayerOptions Options() => new() { HiddenSize = 16, Heads = 2, IntermediateSize = 32, HiddenDropout = 0, AttentionDropout = 0 };
 
     internal static Gpt2Config TinyGpt2() => new() { VocabSize = 40, NPositions = 16, NEmbd = 16, NLayer = 2, NHead = 2, EmbdPdrop = 0, ResidPdrop = 0, AttnPdrop = 0 };

@@ -93,8 +93,8 @@ public sealed class Gpt2LMHeadModel : Module<Tensor, Tensor>, INoWeightDecay
     /// <summary>Logits (B x T x vocabulary) of token ids.</summary>
     public override Tensor forward(Tensor inputIds)
     {
-        using var output = Compute(inputIds, null);
-        return output.Logits.alias().MoveToOuterDisposeScope();
+        var output = Compute(inputIds, null); // no labels: the logits are all it holds
+        return output.Logits;
     }
 
     /// <summary>Logits and optional loss.</summary>

@@ -99,6 +99,7 @@ public sealed class Attention : Module<Tensor, Tensor>, INoWeightDecay
     public Tensor forward(Tensor x, Tensor? mask, RotaryTables? rotary = null, AttentionCache? cache = null)
     {
         ArgumentNullException.ThrowIfNull(x);
+        AttentionMath.CheckTokens(x, Options.Width, nameof(x));
         using var scope = NewDisposeScope();
         var b = x.shape[0];
         var t = x.shape[1];

@@ -9,6 +9,16 @@ namespace MedVlp.Modeling.Blocks;
 /// </summary>
 public static class AttentionMath
 {
+    /// <summary>Throws a clear <see cref="ArgumentException"/> unless <paramref name="tokens"/> is (batch x tokens x <paramref name="width"/>).</summary>
+    public static void CheckTokens(Tensor tokens, long width, string name)
+    {
+        ArgumentNullException.ThrowIfNull(tokens, name);
+        if (tokens.Dimensions != 3 || tokens.shape[2] != width)
+        {
+            throw new ArgumentException($"Expected (batch x tokens x {width}) tokens, got [{string.Join(", ", tokens.shape)}].", name);
+        }
+    }
+
     /// <summary>(B x T x H*D) to (B x H x T x D).</summary>
     public static Tensor SplitHeads(Tensor x, int heads)
     {

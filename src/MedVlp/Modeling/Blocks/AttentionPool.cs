@@ -54,7 +54,7 @@ public sealed class AttentionPool : Module<Tensor, Tensor>, INoWeightDecay
     /// <summary>Pools tokens, with an optional mask broadcastable to (B x heads x queries x T) (e.g. <see cref="AttentionMask.Padding"/>).</summary>
     public Tensor forward(Tensor x, Tensor? mask)
     {
-        ArgumentNullException.ThrowIfNull(x);
+        AttentionMath.CheckTokens(x, latent.shape[2], nameof(x));
         using var scope = NewDisposeScope();
         var b = x.shape[0];
         var t = x.shape[1];

@@ -49,7 +49,12 @@ public sealed class BertSelfAttention : Module<Tensor, Tensor>, INoWeightDecay
     /// <param name="cache">Self-attention cache for incremental decoding (ignored for cross-attention).</param>
     public Tensor forward(Tensor hidden, Tensor? mask, Tensor? encoderHidden = null, AttentionCache? cache = null)
     {
-        ArgumentNullException.ThrowIfNull(hidden);
+        AttentionMath.CheckTokens(hidden, query.in_features, nameof(hidden));
+        if (encoderHidden is not null)
+        {
+            AttentionMath.CheckTokens(encoderHidden, key.in_features, nameof(encoderHidden));
+        }
+
         using var scope = NewDisposeScope();
         var source = encoderHidden ?? hidden;
         var q = AttentionMath.SplitHeads(query.forward(hidden), Heads);

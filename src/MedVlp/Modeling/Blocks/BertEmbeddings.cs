@@ -101,18 +101,20 @@ public sealed class BertEmbeddings : Module<Tensor, Tensor>, INoWeightDecay
                 throw new ArgumentException($"Tokens {positionOffset} .. {positionOffset + length - 1} exceed the {Options.MaxPositionEmbeddings} learned positions.");
             }
 
+            if (token_type_embeddings is null && tokenTypeIds is not null)
+            {
+                throw new ArgumentException("These embeddings have no token types (type_vocab_size = 0).", nameof(tokenTypeIds));
+            }
+
+            // Summed as token + position + type (Hugging Face adds the type first; the results differ by float rounding
+            // only, and this order keeps MedVlp's earlier BERT bit for bit).
+            var positions = positionIds ?? arange(positionOffset, positionOffset + length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0);
+            x = x + position_embeddings.forward(positions);
             if (token_type_embeddings is not null)
             {
                 var types = tokenTypeIds ?? zeros(x.shape[0], length, ScalarType.Int64, x.device);
                 x = x + token_type_embeddings.forward(types);
             }
-            else if (tokenTypeIds is not null)
-            {
-                throw new ArgumentException("These embeddings have no token types (type_vocab_size = 0).", nameof(tokenTypeIds));
-            }
-
-            var positions = positionIds ?? arange(positionOffset, positionOffset + length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0);
-            x = x + position_embeddings.forward(positions);
         }
 
         if (queryEmbeds is not null)

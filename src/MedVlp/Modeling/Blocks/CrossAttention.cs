@@ -32,6 +32,8 @@ public sealed class CrossAttention : Module<Tensor, Tensor, Tensor>, INoWeightDe
         }
 
         Heads = heads;
+        Width = width;
+        ContextWidth = contextWidth ?? width;
         q = Linear(width, width, hasBias: bias, device: device);
         kv = Linear(contextWidth ?? width, 2L * width, hasBias: bias, device: device);
         proj = Linear(width, width, hasBias: bias, device: device);
@@ -41,6 +43,12 @@ public sealed class CrossAttention : Module<Tensor, Tensor, Tensor>, INoWeightDe
     /// <summary>Attention heads.</summary>
     public int Heads { get; }
 
+    /// <summary>Width of the queries and the output.</summary>
+    public int Width { get; }
+
+    /// <summary>Width of the context tokens.</summary>
+    public int ContextWidth { get; }
+
     /// <summary>Attends (B x Tq x width) queries to a (B x Tk x contextWidth) context.</summary>
     public override Tensor forward(Tensor x, Tensor context) => forward(x, context, null);
 
@@ -49,6 +57,13 @@ public sealed class CrossAttention : Module<Tensor, Tensor, Tensor>, INoWeightDe
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(context);
+        AttentionMath.CheckTokens(x, Width, nameof(x));
+        AttentionMath.CheckTokens(context, ContextWidth, nameof(context));
+        if (context.shape[0] != x.shape[0])
+        {
+            throw new ArgumentException($"The context batch {context.shape[0]} differs from the query batch {x.shape[0]}.", nameof(context));
+        }
+
         using var scope = NewDisposeScope();
         var query = AttentionMath.SplitHeads(q.forward(x), Heads);
         var b = context.shape[0];

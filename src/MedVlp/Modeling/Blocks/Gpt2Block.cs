@@ -72,7 +72,7 @@ public sealed class Gpt2Attention : Module<Tensor, Tensor>, INoWeightDecay
     /// <summary>Self-attention of (B x T x width) tokens under <paramref name="mask"/> (the caller builds the causal and padding mask over cached + new keys).</summary>
     public Tensor forward(Tensor x, Tensor? mask, AttentionCache? cache = null)
     {
-        ArgumentNullException.ThrowIfNull(x);
+        AttentionMath.CheckTokens(x, _options.Width, nameof(x));
         using var scope = NewDisposeScope();
         var parts = c_attn.forward(x).split(_options.Width, 2);
         var q = AttentionMath.SplitHeads(parts[0], _options.Heads);

@@ -19,8 +19,9 @@ public static class NoWeightDecay
 {
     /// <summary>
     /// The no-decay parameter names of <paramref name="module"/>: its own declaration if it implements
-    /// <see cref="INoWeightDecay"/>; otherwise TorchSharp's defaults (<c>bias</c> of linear and convolution layers, every
-    /// parameter of norm layers, embedding tables) plus whatever its children declare.
+    /// <see cref="INoWeightDecay"/>; otherwise defaults: the <c>bias</c> of linear and convolution layers, every
+    /// parameter of norm layers and embedding tables, and for any other module its own scalar and vector parameters
+    /// (timm's rule, e.g. a <c>logit_scale</c>) plus whatever its children declare.
     /// </summary>
     public static IReadOnlySet<string> ParameterNames(Module module)
     {
@@ -55,6 +56,6 @@ public static class NoWeightDecay
         INoWeightDecay declared => declared.NoWeightDecayParameterNames(),
         Linear or Conv1d or Conv2d or Conv3d => module.named_parameters(recurse: false).Where(p => p.name == "bias").Select(p => p.name),
         LayerNorm or GroupNorm or BatchNorm1d or BatchNorm2d or BatchNorm3d or Embedding => module.named_parameters(recurse: false).Select(p => p.name),
-        _ => Compose(module),
+        _ => Compose(module, module.named_parameters(recurse: false).Where(p => p.parameter.Dimensions <= 1).Select(p => p.name).ToArray()),
     };
 }

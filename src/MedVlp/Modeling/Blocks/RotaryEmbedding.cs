@@ -54,26 +54,44 @@ public sealed class RotaryEmbedding
         }
 
         using var scope = NewDisposeScope();
-        var inverse = pow(Theta, -arange(0, AxisSize, 2, dtype: ScalarType.Float64, device: device) / AxisSize); // Da/2
         var count = grid.Aggregate(1L, (a, b) => a * b);
         var flat = arange(count, dtype: ScalarType.Int64, device: device);
-        var angles = new List<Tensor>();
+        var coordinates = new List<Tensor>();
         var stride = count;
         for (var axis = 0; axis < Axes; axis++)
         {
             stride /= grid[axis];
-            var position = flat.div(stride, rounding_mode: RoundingMode.floor).remainder(grid[axis]).to(ScalarType.Float64);
-            angles.Add(position.unsqueeze(1) * inverse.unsqueeze(0)); // N x Da/2
+            coordinates.Add(flat.div(stride, rounding_mode: RoundingMode.floor).remainder(grid[axis]));
         }
 
+        return TablesAt(stack(coordinates, 1), prefixTokens);
+    }
+
+    /// <summary>
+    /// cos / sin tables for tokens at explicit positions (N x axes, integer or fractional coordinates): e.g. the
+    /// positions of new tokens when decoding with a cache, or EVA-02's rescaled positions of a larger grid.
+    /// </summary>
+    public RotaryTables TablesAt(Tensor positions, int prefixTokens = 0)
+    {
+        ArgumentNullException.ThrowIfNull(positions);
+        if (positions.Dimensions != 2 || positions.shape[1] != Axes)
+        {
+            throw new ArgumentException($"Positions must be (tokens x {Axes}), got [{string.Join(", ", positions.shape)}].", nameof(positions));
+        }
+
+        using var scope = NewDisposeScope();
+        var inverse = pow(Theta, -arange(0, AxisSize, 2, dtype: ScalarType.Float64, device: positions.device) / AxisSize); // Da/2
+        var position = positions.to(ScalarType.Float64);
+        var angles = Enumerable.Range(0, Axes).Select(axis => position[.., axis].unsqueeze(1) * inverse.unsqueeze(0)).ToArray(); // N x Da/2 each
         var angle = cat(angles, 1).repeat_interleave(2, 1); // N x (axes * Da), interleaved pairs
+        var count = positions.shape[0];
         var rest = HeadSize - (Axes * AxisSize);
         var cos = angle.cos();
         var sin = angle.sin();
         if (rest > 0)
         {
-            cos = cat([cos, ones(count, rest, ScalarType.Float64, device)], 1);
-            sin = cat([sin, zeros(count, rest, ScalarType.Float64, device)], 1);
+            cos = cat([cos, ones(count, rest, ScalarType.Float64, positions.device)], 1);
+            sin = cat([sin, zeros(count, rest, ScalarType.Float64, positions.device)], 1);
         }
 
         return new RotaryTables(scope.MoveToOuter(cos.to(ScalarType.Float32)), scope.MoveToOuter(sin.to(ScalarType.Float32)), prefixTokens);
