@@ -18,6 +18,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--number", type=int, default=10)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -32,7 +33,7 @@ def main():
 
     for _ in range(5):
         step()
-    number = 10
+    number = a.number
     times = [t / number * 1e3 for t in timeit.Timer(step).repeat(repeat=a.repeats, number=number)]
     print(f"torch {torch.__version__} threads={torch.get_num_threads()}")
     print(f"TransformerEncoderLayer(384, 6, 1536, norm_first) forward+backward, 4 x 197 tokens: median {statistics.median(times):.2f} ms, min {min(times):.2f} ms")
