@@ -10,7 +10,8 @@
 #     environment (env -i) and `medvlp demo` on a tiny setting to make a model package;
 #  4. runs the quick start (dotnet run, and the dotnet publish output) on the test data and that model, and checks
 #     its output;
-#  5. checks that a build without libtorch fails with MEDVLP001, naming the package to add.
+#  5. checks that a build without libtorch fails with MEDVLP001, and one with another version with MEDVLP002,
+#     each naming the package and version to add.
 #
 # NuGet: MedVlp packages are extracted into a temporary global packages folder; everything else (TorchSharp,
 # libtorch, ...) comes from your normal one, used as a read-only fallback folder, so nothing is downloaded twice.
@@ -134,5 +135,21 @@ if (cd "$work/NoTorch" && dotnet build -c Release -nologo) > "$work/notorch-buil
   fail "a build without libtorch succeeded"
 fi
 grep -q "MEDVLP001.*libtorch-cpu-linux-x64 --version $libtorch_version" "$work/notorch-build.log" || { cat "$work/notorch-build.log"; fail "no MEDVLP001 naming libtorch-cpu-linux-x64 $libtorch_version"; }
+
+# ... and with another libtorch version (a stand-in package 2.9.0 holding one empty native file) it names the right one.
+mkdir -p "$work/fake/pkg/runtimes/linux-x64/native" "$work/fake/feed"
+: > "$work/fake/pkg/runtimes/linux-x64/native/libtorch_stand_in.so"
+cat > "$work/fake/pkg/libtorch-cpu-linux-x64.nuspec" <<EOF
+<?xml version="1.0" encoding="utf-8"?>
+<package xmlns="http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd">
+  <metadata><id>libtorch-cpu-linux-x64</id><version>2.9.0</version><authors>medvlp-smoke</authors><description>stand-in</description></metadata>
+</package>
+EOF
+(cd "$work/fake/pkg" && python3 -c 'import shutil; shutil.make_archive("../feed/libtorch-cpu-linux-x64.2.9.0", "zip", ".")' && mv ../feed/libtorch-cpu-linux-x64.2.9.0.zip ../feed/libtorch-cpu-linux-x64.2.9.0.nupkg)
+(cd "$work/NoTorch" && dotnet add package libtorch-cpu-linux-x64 --version 2.9.0 --source "$work/fake/feed") >> "$work/notorch.log" 2>&1 || { cat "$work/notorch.log"; fail "adding the stand-in libtorch"; }
+if (cd "$work/NoTorch" && dotnet build -c Release -nologo) > "$work/wrongtorch-build.log" 2>&1; then
+  fail "a build with libtorch 2.9.0 succeeded"
+fi
+grep -q "MEDVLP002.*restores libtorch-cpu-linux-x64 2.9.0.*libtorch-cpu-linux-x64 --version $libtorch_version" "$work/wrongtorch-build.log" || { cat "$work/wrongtorch-build.log"; fail "no MEDVLP002 naming libtorch-cpu-linux-x64 $libtorch_version"; }
 
 step "passed ($(grep '^embedding' "$work/run.log"))"

@@ -95,7 +95,7 @@ public sealed partial class SampleTests
     [GeneratedRegex(@"embed:      (\d+) floats, norm ([\d.]+), first \[([-\d., ]+)\]")]
     private static partial Regex EmbedLine();
 
-    [GeneratedRegex(@"step +\d+: total [\d.]+, clip ([\d.]+), uniformity -?[\d.]+")]
+    [GeneratedRegex(@"step +\d+: total -?[\d.]+, clip ([\d.]+), uniformity -?[\d.]+")]
     private static partial Regex StepLine();
 
     private static VisionLanguageModel TinyModel()
