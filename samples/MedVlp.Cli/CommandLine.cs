@@ -106,7 +106,9 @@ internal static class CommandLine
                 break;
             }
 
-            if (arg.Length < 2 || arg[0] != '-' || double.TryParse(arg, System.Globalization.CultureInfo.InvariantCulture, out _) || subcommands.Contains(arg))
+            // An option is -x or --name (a letter after the dashes); "-1000,1000" or "-0.5" are values.
+            var looksLikeOption = arg.StartsWith("--", StringComparison.Ordinal) ? arg.Length > 2 && char.IsLetter(arg[2]) : arg.Length > 1 && arg[0] == '-' && char.IsLetter(arg[1]);
+            if (!looksLikeOption || subcommands.Contains(arg))
             {
                 continue;
             }

@@ -51,6 +51,16 @@ public sealed class CliUsabilityTests
     }
 
     [Fact]
+    public void NegativeValuesAreNotTakenForOptions()
+    {
+        using var folder = TestData.NewTempFolder();
+        var output = folder.File("out.nii.gz");
+        var (code, _, stderr) = CliRunner.Run("preprocess", TestData.File("mricron/ch2.nii.gz"), output, "--window", "-1000,1000", "--rescale", "-1,1", "--size", "32");
+        Assert.True(code == 0, stderr);
+        Assert.True(File.Exists(output));
+    }
+
+    [Fact]
     public void RedirectedOutputHasNoEscapeCodesEvenOnAColourTerminal()
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
