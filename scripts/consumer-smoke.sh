@@ -10,8 +10,8 @@
 #     environment (env -i) and `medvlp demo` on a tiny setting to make a model package;
 #  4. runs the quick start (dotnet run, and the dotnet publish output) on the test data and that model, and checks
 #     its output;
-#  5. checks that a build without libtorch fails with MEDVLP001, and one with another version with MEDVLP002,
-#     each naming the package and version to add.
+#  5. checks that a build without libtorch fails with MEDVLP001 (and, built anyway, fails at run time with
+#     MedVlp's message), and one with another version with MEDVLP002, each naming the package and version to add.
 #
 # NuGet: MedVlp packages are extracted into a temporary global packages folder; everything else (TorchSharp,
 # libtorch, ...) comes from your normal one, used as a read-only fallback folder, so nothing is downloaded twice.
@@ -135,6 +135,14 @@ if (cd "$work/NoTorch" && dotnet build -c Release -nologo) > "$work/notorch-buil
   fail "a build without libtorch succeeded"
 fi
 grep -q "MEDVLP001.*libtorch-cpu-linux-x64 --version $libtorch_version" "$work/notorch-build.log" || { cat "$work/notorch-build.log"; fail "no MEDVLP001 naming libtorch-cpu-linux-x64 $libtorch_version"; }
+
+# Built anyway (MedVlpCheckLibTorch=false), the first MedVlp call that needs TorchSharp says the same at run time.
+echo 'using var model = MedVlp.VisionLanguageModel.Load(args[0]);' > "$work/NoTorch/Program.cs"
+if (cd "$work/NoTorch" && dotnet run -c Release -p:MedVlpCheckLibTorch=false -- "$work/demo/model") > "$work/notorch-run.log" 2>&1; then
+  fail "an app without libtorch ran"
+fi
+grep -q "InvalidOperationException: MedVlp: TorchSharp .* needs libtorch $libtorch_version.*dotnet add package libtorch-cpu-linux-x64 --version $libtorch_version" "$work/notorch-run.log" \
+  || { cat "$work/notorch-run.log"; fail "no MedVlp runtime error naming libtorch-cpu-linux-x64 $libtorch_version"; }
 
 # ... and with another libtorch version (a stand-in package 2.9.0 holding one empty native file) it names the right one.
 mkdir -p "$work/fake/pkg/runtimes/linux-x64/native" "$work/fake/feed"

@@ -62,6 +62,7 @@ public sealed class VisionLanguageModel : IDisposable
         ArgumentNullException.ThrowIfNull(preprocessing);
         config.Validate();
         CheckCompatible(config, tokenizer, preprocessing, null);
+        MedVlp.Losses.LibTorchRuntime.EnsureAvailable();
         device ??= CPU;
         DualEncoderModel module;
         // libtorch's default generator is process-wide: hold it while seeding and initialising, so that concurrent
@@ -91,6 +92,8 @@ public sealed class VisionLanguageModel : IDisposable
         {
             throw new DirectoryNotFoundException($"Model folder {directory} does not exist.");
         }
+
+        MedVlp.Losses.LibTorchRuntime.EnsureAvailable();
 
         var configPath = Path.Combine(directory, ConfigFileName);
         if (!File.Exists(configPath))
