@@ -38,12 +38,12 @@ public static class LibTorchRuntime
     private static string? Probe()
     {
         var assembly = typeof(Tensor).Assembly;
+        var add = $"Add the package: `dotnet add package {CpuPackageId} --version {LibTorchVersion}` (or the CUDA libtorch package of version {LibTorchVersion}).";
         var hasLibTorch = NativeLibrary.TryLoad("torch_cpu", assembly, null, out _) || NativeLibrary.TryLoad("torch_cuda", assembly, null, out _)
             || NativeLibrary.TryLoad("libtorch.so", out _);
         if (!hasLibTorch)
         {
-            return $"MedVlp: TorchSharp {TorchSharpVersion} needs libtorch {LibTorchVersion}, and this application has none (no torch_cpu or torch_cuda library " +
-                $"next to it). Add the package: `dotnet add package {CpuPackageId} --version {LibTorchVersion}` (or the CUDA libtorch package of version {LibTorchVersion}).";
+            return $"MedVlp: TorchSharp {TorchSharpVersion} needs libtorch {LibTorchVersion}, and this application has none (no torch_cpu or torch_cuda library next to it). {add}";
         }
 
         try
@@ -53,10 +53,17 @@ public static class LibTorchRuntime
         }
         catch (DllNotFoundException ex)
         {
-            var hint = ex.Message.Contains("GLIBCXX", StringComparison.Ordinal)
-                ? " The system's libstdc++ is older than TorchSharp's build asks for: build and publish with the MedVlp package's targets, which mark that version need weak (MedVlpMarkGlibcxxWeak=auto or true), and run the output they patched."
-                : $" Check that the libtorch package is {CpuPackageId} (or a CUDA one) of version {LibTorchVersion}.";
-            return $"MedVlp: TorchSharp's native library LibTorchSharp does not load: {ex.Message}{hint}";
+            // The runtime lists every path it tried; the lines that are not "cannot open" carry the real reason.
+            var lines = ex.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var reason = lines.FirstOrDefault(l => l.Contains("LibTorchSharp", StringComparison.Ordinal) && !l.Contains("cannot open shared object file", StringComparison.Ordinal))
+                ?? ex.Message;
+            if (reason.Contains("GLIBCXX", StringComparison.Ordinal))
+            {
+                return $"MedVlp: TorchSharp's native library does not load: {reason}. The system's libstdc++ is older than TorchSharp's build asks for: " +
+                    "build and publish with the MedVlp package's targets, which mark that version need weak (MedVlpMarkGlibcxxWeak=auto or true), and run the output they patched.";
+            }
+
+            return $"MedVlp: TorchSharp {TorchSharpVersion} needs libtorch {LibTorchVersion}, and its native library does not load with the libtorch this process found ({reason}). {add}";
         }
     }
 }
