@@ -74,13 +74,27 @@ internal static class CommandLine
             return ParseError;
         }
 
-        if (!isHelp && needLibTorch.Contains(command) && !LibTorchLocator.TryLoad(out var problem))
+        if (!isHelp && NeedsLibTorch(command, needLibTorch) && !LibTorchLocator.TryLoad(out var problem))
         {
             Console.Error.WriteLine($"medvlp: error: {problem}");
             return CliErrors.BadInput;
         }
 
         return result.Invoke();
+    }
+
+    /// <summary>Whether the command or one of its parents (<c>model keys</c> under <c>model</c>) runs TorchSharp.</summary>
+    private static bool NeedsLibTorch(Command command, IReadOnlyCollection<Command> needLibTorch)
+    {
+        for (Symbol? s = command; s is Command c; s = c.Parents.FirstOrDefault())
+        {
+            if (needLibTorch.Contains(c))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Tokens that look like options (<c>--name</c>, <c>-x</c>) but are no option of the command or its parents,

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace MedVlp.Cli;
 
 /// <summary>
-/// Finds libtorch for the commands that run TorchSharp (<c>demo</c>, <c>zeroshot</c>).
+/// Finds libtorch for the commands that run TorchSharp (<c>demo</c>, <c>zeroshot</c>, <c>model</c>).
 /// </summary>
 /// <remarks>
 /// The medvlp tool package does not carry libtorch: the CPU build alone is about 600 MB unpacked (over NuGet.org's

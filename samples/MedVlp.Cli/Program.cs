@@ -1,13 +1,14 @@
-using MedVlp.Cli;
 using MedVlp.Cli.Commands;
 
 var root = MedVlp.Cli.CommandLine.CreateRoot("medvlp: 3D medical volumes and vision-language models from the command line.");
 var demo = DemoCommand.Create();
 var zeroShot = ZeroShotCommand.Create();
+var model = ModelCommand.Create();
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
 root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(demo);
 root.Subcommands.Add(zeroShot);
-return MedVlp.Cli.CommandLine.Run(root, args, needLibTorch: [demo, zeroShot]);
+root.Subcommands.Add(model);
+return MedVlp.Cli.CommandLine.Run(root, args, needLibTorch: [demo, zeroShot, model]);

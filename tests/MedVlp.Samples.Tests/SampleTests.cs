@@ -101,9 +101,9 @@ public sealed partial class SampleTests
     private static VisionLanguageModel TinyModel()
     {
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt"));
-        var config = new VisionLanguageModelConfig
+        var config = new Clip3dConfig
         {
-            Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+            Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
             Text = new BertConfig
             {
                 VocabSize = tokenizer.VocabularySize,
