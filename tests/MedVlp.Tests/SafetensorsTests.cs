@@ -87,6 +87,7 @@ public sealed class SafetensorsTests
     [InlineData("gap", "y")]
     [InlineData("overlap", "y")]
     [InlineData("trailing-data", "data section")]
+    [InlineData("absurd-shape", "x.data_offsets")]
     [InlineData("truncated-data", "data section")]
     [InlineData("metadata-not-string", "__metadata__.k")]
     public void RejectsMalformedFilesNamingTheField(string kind, string field)
@@ -107,6 +108,7 @@ public sealed class SafetensorsTests
             "gap" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", new byte[12]),
             "overlap" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", new byte[12]),
             "trailing-data" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", sixteen),
+            "absurd-shape" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[1000000000,1000000000],\"data_offsets\":[0,8]}}", eight),
             "truncated-data" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", eight),
             "metadata-not-string" => Build("{\"__metadata__\":{\"k\":1}}", []),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
