@@ -276,6 +276,26 @@ golden["views"] = {"whole": base.flatten().tolist(), "row": base[2].tolist(), "c
                    "transposed": base.t().contiguous().flatten().tolist()}
 
 
+# ------------------------------------------------------------------------- a tiny volume encoder exported to ONNX
+class TinyVolumeEncoder(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.conv = nn.Conv3d(1, 4, 3, stride=2, padding=1)
+        s.proj = nn.Linear(4, 8)
+
+    def forward(s, x):
+        return s.proj(F.gelu(s.conv(x)).mean(dim=(2, 3, 4)))
+
+
+vol = TinyVolumeEncoder().eval()
+randomize(vol)
+vx = torch.randn(3, 1, 8, 8, 8)
+torch.onnx.export(vol, vx[:1], os.path.join(OUT, "volume_tiny.onnx"), input_names=["volume"], output_names=["embedding"],
+                  dynamic_axes={"volume": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=13)
+with torch.no_grad():
+    golden["volume"] = {"x": vx.flatten().tolist(), "x_shape": list(vx.shape), "y": vol(vx).flatten().tolist()}
+
+
 # ------------------------------------------------------------------------------------------- full-size key lists
 def keys_of(module, drop=()):
     return [{"name": k, "shape": list(v.shape)} for k, v in module.state_dict().items() if not any(k.endswith(d) for d in drop)]
