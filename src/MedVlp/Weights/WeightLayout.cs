@@ -57,6 +57,44 @@ public sealed class WeightLayout
     /// <summary>Whether the tensor with MedVlp name <paramref name="targetName"/> is stored transposed ([in, out]).</summary>
     public bool IsTransposed(string targetName) => _transpose.Any(r => r.IsMatch(targetName));
 
+    /// <summary>
+    /// Renames a source state dict into MedVlp's names: ignored tensors are left out (and listed in
+    /// <paramref name="ignored"/>), stored-transposed weights are transposed. The result holds new tensors (the caller
+    /// disposes them); the source is not changed.
+    /// </summary>
+    /// <exception cref="InvalidDataException">Two source tensors map to one name, or a transposed weight is not 2-D.</exception>
+    public Dictionary<string, TorchSharp.torch.Tensor> Apply(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> source, out IReadOnlyList<string> ignored)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        var result = new Dictionary<string, TorchSharp.torch.Tensor>(StringComparer.Ordinal);
+        var dropped = new List<string>();
+        foreach (var (name, tensor) in source.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            if (IsIgnored(name))
+            {
+                dropped.Add(name);
+                continue;
+            }
+
+            var target = Map(name);
+            var transpose = IsTransposed(target);
+            if (transpose && tensor.ndim != 2)
+            {
+                throw new InvalidDataException($"{Name}: {name} is stored transposed and must be 2-D, found [{string.Join(", ", tensor.shape)}].");
+            }
+
+            if (result.ContainsKey(target))
+            {
+                throw new InvalidDataException($"{Name}: {name} maps to {target}, which another tensor already maps to.");
+            }
+
+            result[target] = transpose ? tensor.t().contiguous() : tensor.alias();
+        }
+
+        ignored = dropped;
+        return result;
+    }
+
     /// <summary>Whether a set of source names looks like this layout (every signature pattern matches some name).</summary>
     public bool Matches(IEnumerable<string> sourceNames)
     {
