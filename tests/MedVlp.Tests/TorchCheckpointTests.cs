@@ -98,6 +98,34 @@ public sealed class TorchCheckpointTests
         Assert.StartsWith(path, ex.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void AZipDirectoryThatLiesAboutSizesIsRefusedBeforeAllocating()
+    {
+        using var folder = TestData.NewTempFolder();
+        var bytes = File.ReadAllBytes(TestData.Golden("weights/bert_tiny.bin"));
+        // The central-directory record of <name>/data.pkl: say it holds 400 MB (stored, so compressed size too).
+        var at = IndexOf(bytes, [0x50, 0x4b, 0x01, 0x02]);
+        for (; at >= 0; at = IndexOf(bytes, [0x50, 0x4b, 0x01, 0x02], at + 4))
+        {
+            var nameLength = BitConverter.ToUInt16(bytes, at + 28);
+            if (System.Text.Encoding.ASCII.GetString(bytes, at + 46, nameLength).EndsWith("/data.pkl", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        Assert.True(at > 0);
+        BitConverter.GetBytes(400_000_000u).CopyTo(bytes, at + 20);
+        BitConverter.GetBytes(400_000_000u).CopyTo(bytes, at + 24);
+        var path = folder.File("lying.bin");
+        File.WriteAllBytes(path, bytes);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var ex = Assert.Throws<ModelFormatException>(() => TorchCheckpoint.Load(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 16_000_000, "a lying size must not size an allocation");
+        Assert.Contains(path, ex.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>Copies a torch.save archive, damaging one part.</summary>
     private static void Rewrite(string source, string target, string kind)
     {
@@ -144,9 +172,9 @@ public sealed class TorchCheckpointTests
         return m.ToArray();
     }
 
-    private static int IndexOf(byte[] data, byte[] pattern)
+    private static int IndexOf(byte[] data, byte[] pattern, int from = 0)
     {
-        for (var i = 0; i + pattern.Length <= data.Length; i++)
+        for (var i = from; i + pattern.Length <= data.Length; i++)
         {
             if (data.AsSpan(i, pattern.Length).SequenceEqual(pattern))
             {

@@ -157,6 +157,8 @@ public static class TorchCheckpoint
             throw new ModelFormatException(path, entry.FullName, $"{entry.Length} bytes exceeds the {MaxPickleLength}-byte limit for the pickle.");
         }
 
+        CheckSizes(entry, path, entry.FullName);
+
         var bytes = new byte[entry.Length];
         using (var s = entry.Open())
         {
@@ -223,6 +225,18 @@ public static class TorchCheckpoint
         }
     }
 
+    /// <summary>The zip directory's sizes are checked against the file before they size any buffer: torch.save stores
+    /// entries uncompressed, and a compressed entry may not claim more than deflate can produce (about 1032:1).</summary>
+    private static void CheckSizes(ZipArchiveEntry entry, string path, string field)
+    {
+        var fileLength = new FileInfo(path).Length;
+        if (entry.CompressedLength > fileLength || entry.Length < 0 ||
+            (entry.CompressedLength != entry.Length && entry.Length > Math.Max(entry.CompressedLength, 1) * 1100L))
+        {
+            throw new ModelFormatException(path, field, $"the zip directory says {entry.FullName} has {entry.Length} bytes from {entry.CompressedLength} stored bytes, which a {fileLength}-byte file cannot hold.");
+        }
+    }
+
     private static Tensor ReadStorage(ZipArchive archive, string prefix, PickledStorage storage, string path, string tensorName)
     {
         var entryName = $"{prefix}data/{storage.Key}";
@@ -249,11 +263,7 @@ public static class TorchCheckpoint
             throw new ModelFormatException(path, tensorName, $"storage {entryName} has {entry.Length} bytes but the pickle says {storage.ElementCount} x {storage.DType} = {bytes} bytes.");
         }
 
-        // torch.save stores entries uncompressed; a compressed entry may not claim more than deflate can produce.
-        if (entry.CompressedLength != entry.Length && entry.Length > entry.CompressedLength * 1100L)
-        {
-            throw new ModelFormatException(path, tensorName, $"storage {entryName} claims {entry.Length} bytes from {entry.CompressedLength} compressed bytes.");
-        }
+        CheckSizes(entry, path, tensorName);
 
         var tensor = empty([storage.ElementCount], storage.DType);
         try
