@@ -283,6 +283,11 @@ public static class Safetensors
         stream.ReadExactly(json);
         var dataOffset = 8 + (long)headerLength;
         var dataLength = fileLength - dataOffset;
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw new ModelFormatException(path, "header", "not valid UTF-8 (the header must be UTF-8 JSON).");
+        }
+
         JsonDocument document;
         try
         {

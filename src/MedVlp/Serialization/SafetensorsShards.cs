@@ -33,10 +33,16 @@ public static class SafetensorsShards
             throw new ModelFormatException(indexPath, null, $"{length} bytes exceeds the {MaxIndexLength}-byte limit for an index.");
         }
 
+        var bytes = File.ReadAllBytes(indexPath);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+        {
+            throw new ModelFormatException(indexPath, null, "not valid UTF-8 JSON.");
+        }
+
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            document = JsonDocument.Parse(bytes);
         }
         catch (JsonException ex)
         {

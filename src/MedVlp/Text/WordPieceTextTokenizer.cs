@@ -130,7 +130,23 @@ public sealed class WordPieceTextTokenizer : TextTokenizer
             throw new FileNotFoundException($"Tokenizer file {path} does not exist.", path);
         }
 
-        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(path));
+        var json = File.ReadAllBytes(path);
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw new InvalidDataException($"{path}: not valid UTF-8 JSON.");
+        }
+
+        System.Text.Json.JsonDocument document;
+        try
+        {
+            document = System.Text.Json.JsonDocument.Parse(json);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({ex.Message}).", ex);
+        }
+
+        using var _ = document;
         var root = document.RootElement;
         if (!root.TryGetProperty("model", out var model) || !model.TryGetProperty("type", out var type) || type.GetString() != "WordPiece" ||
             !model.TryGetProperty("vocab", out var vocab) || vocab.ValueKind != System.Text.Json.JsonValueKind.Object)
