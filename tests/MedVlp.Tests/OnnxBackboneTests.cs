@@ -150,6 +150,15 @@ public sealed class OnnxBackboneTests
         Assert.Equal([3L, 8L], y.shape);
         WeightLayoutTests.AssertClose(g.GetProperty("y"), y, 1e-5);
         Assert.Throws<ArgumentException>(() => backbone.Forward(zeros(new long[] { 1, 1, 4, 8, 8 })));
+
+        // A call leaves nothing alive but its result.
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (var n = 0; n < 3; n++)
+        {
+            backbone.Forward(x).Dispose();
+        }
+
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         backbone.Dispose();
         Assert.Throws<ObjectDisposedException>(() => backbone.Forward(x));
     }

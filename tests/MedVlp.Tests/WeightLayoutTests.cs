@@ -24,7 +24,9 @@ public sealed class WeightLayoutTests
         using var scope = NewDisposeScope();
         var g = Root.GetProperty("bert");
         var model = TinyBert(g.GetProperty("config"));
+        var live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         var report = WeightLoader.Load(model, TestData.Golden("weights/" + file), new WeightLoadOptions { Layout = "hf-bert" });
+        Assert.Equal(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount); // the file's tensors are freed after the copy
 
         Assert.True(report.IsComplete, report.Describe());
         Assert.Equal(model.state_dict().Count, report.Loaded.Count);

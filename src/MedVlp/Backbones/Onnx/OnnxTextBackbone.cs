@@ -72,7 +72,9 @@ public sealed class OnnxTextBackbone : OnnxBackbone
 
     private Tensor RunUnknownWidth(string[] names, OrtValue[] values)
     {
-        using var outputs = Session.Run(new RunOptions(), names, values, [OutputName]);
+        // Only when the output width is symbolic (the one-token probe in the constructor): ONNX Runtime allocates the output.
+        using var runOptions = new RunOptions();
+        using var outputs = Session.Run(runOptions, names, values, [OutputName]);
         var output = outputs[0];
         var shape = output.GetTensorTypeAndShape().Shape;
         return tensor(output.GetTensorDataAsSpan<float>().ToArray(), shape);
