@@ -8,5 +8,6 @@ root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(ZeroShotCommand.Create());
+root.Subcommands.Add(ModelCommand.Create());
 root.Subcommands.Add(WeightsCommand.Create());
 return root.Parse(args).Invoke();
