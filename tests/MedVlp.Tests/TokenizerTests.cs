@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MedVlp.Data;
 using MedVlp.Testing;
 using MedVlp.Text;
 

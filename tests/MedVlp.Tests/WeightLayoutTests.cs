@@ -145,7 +145,7 @@ public sealed class WeightLayoutTests
         var canonicalLayout = WeightLayouts.Get(canonicalList);
         var expected = Keys(canonicalList)
             .Where(kv => !canonicalLayout.IsIgnored(kv.Key))
-            .ToDictionary(kv => kv.Key, kv => canonicalLayout.IsTransposed(kv.Key) ? new[] { kv.Value[1], kv.Value[0] } : kv.Value, StringComparer.Ordinal);
+            .ToDictionary(kv => canonicalLayout.Map(kv.Key), kv => canonicalLayout.IsTransposed(canonicalLayout.Map(kv.Key)) ? new[] { kv.Value[1], kv.Value[0] } : kv.Value, StringComparer.Ordinal);
         if (sourceList == "hf-gpt2-released")
         {
             expected.Remove("lm_head.weight"); // tied to transformer.wte.weight, not stored

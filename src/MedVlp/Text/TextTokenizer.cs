@@ -1,3 +1,5 @@
+using MedVlp.Data;
+
 namespace MedVlp.Text;
 
 /// <summary>
@@ -112,16 +114,6 @@ public abstract class TextTokenizer
 
         return new TokenBatch(ids, mask, texts.Count, length);
     }
-}
-
-/// <summary>Which end of a sequence padding goes to.</summary>
-public enum PaddingSide
-{
-    /// <summary>After the tokens (encoders such as BERT).</summary>
-    Right,
-
-    /// <summary>Before the tokens (decoder-only language models generating after the prompt).</summary>
-    Left,
 }
 
 /// <summary>Options of <see cref="TextTokenizer.EncodeBatch(IReadOnlyList{string}, int, TokenBatchOptions)"/>.</summary>
