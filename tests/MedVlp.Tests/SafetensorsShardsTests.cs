@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 
 namespace MedVlp.Tests;
 
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class SafetensorsShardsTests
 {
     [Fact]

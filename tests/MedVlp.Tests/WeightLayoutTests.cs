@@ -10,6 +10,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Tests;
 
 /// <summary>Released-checkpoint layouts loaded by name (golden files from tests/golden/make_weights_golden.py).</summary>
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class WeightLayoutTests
 {
     private static readonly Lazy<JsonDocument> Golden = new(() => JsonDocument.Parse(File.ReadAllText(TestData.Golden("weights/weights_golden.json"))));
