@@ -31,11 +31,12 @@ public sealed class PgVectorCollectionOptions
     /// <summary>HNSW <c>m</c>: links per node (pgvector's default 16).</summary>
     public int HnswM { get; init; } = 16;
 
-    /// <summary>HNSW <c>ef_construction</c> (pgvector's default 64).</summary>
-    public int HnswEfConstruction { get; init; } = 64;
+    /// <summary>HNSW <c>ef_construction</c> (default 128; pgvector's own is 64): a better graph for a slower build.</summary>
+    public int HnswEfConstruction { get; init; } = 128;
 
-    /// <summary>HNSW <c>ef_search</c> per query: candidates kept while searching (pgvector's default 40).</summary>
-    public int HnswEfSearch { get; init; } = 40;
+    /// <summary>HNSW <c>ef_search</c> per query: candidates kept while searching (default 100; pgvector's own is 40,
+    /// which gave recall@10 of 0.83 on clustered embeddings in the tests, 100 gives at least 0.95).</summary>
+    public int HnswEfSearch { get; init; } = 100;
 
     /// <summary>Generators for searching by volume or text (optional).</summary>
     public CaseEmbeddings? Embeddings { get; init; }

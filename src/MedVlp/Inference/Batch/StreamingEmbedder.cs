@@ -102,6 +102,7 @@ public sealed class StreamingEmbedder
             {
                 while (pending.Reader.TryRead(out var next))
                 {
+                    stop.Token.ThrowIfCancellationRequested();
                     var prepared = await next.ConfigureAwait(false);
                     batch.Add(prepared);
                     if (batch.Count == _options.BatchSize)
@@ -109,6 +110,7 @@ public sealed class StreamingEmbedder
                         Encode(batch, voxels, size, results);
                         foreach (var r in results)
                         {
+                            stop.Token.ThrowIfCancellationRequested();
                             _ = r.Succeeded ? embedded++ : failed++;
                             yield return r;
                         }
@@ -126,6 +128,7 @@ public sealed class StreamingEmbedder
                 Encode(batch, voxels, size, results);
                 foreach (var r in results)
                 {
+                    stop.Token.ThrowIfCancellationRequested();
                     _ = r.Succeeded ? embedded++ : failed++;
                     yield return r;
                 }
