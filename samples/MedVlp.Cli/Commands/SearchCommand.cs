@@ -64,9 +64,9 @@ internal static class SearchCommand
                 using VectorStoreCollection<string, CaseRecord> collection = indexDir is not null
                     ? new ExactIndexCollection(ExactIndex.Open(indexDir), embeddings, ownsIndex: true)
                     : OpenPostgres(connection!, parse.GetValue(table)!, parse.GetValue(exact), embeddings, cancellationToken);
-                if (collection is ExactIndexCollection exactIndex && model is not null && exactIndex.Index.Dimensions != model.Config.EmbeddingDim)
+                if (collection is ExactIndexCollection exactIndex && model is not null && exactIndex.Index.Dimensions != model.VolumeEncoder.Dimensions)
                 {
-                    throw new ArgumentException($"The index holds {exactIndex.Index.Dimensions}-dimensional embeddings but the model makes {model.Config.EmbeddingDim}.");
+                    throw new ArgumentException($"The index holds {exactIndex.Index.Dimensions}-dimensional embeddings but the model makes {model.VolumeEncoder.Dimensions}.");
                 }
 
                 var results = (caseId is not null

@@ -1,12 +1,10 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using MedVlp.Data;
-using MedVlp.Modeling;
 using static TorchSharp.torch;
 
 namespace MedVlp.Inference.Batch;
@@ -73,7 +71,7 @@ public static partial class EmbeddingJob
         {
             [EmbeddingParquet.ModelFingerprintKey] = ModelFingerprint(model),
             [EmbeddingParquet.PreprocessingFingerprintKey] = model.Preprocessing.Fingerprint(),
-            [EmbeddingParquet.DimensionsKey] = model.Config.EmbeddingDim.ToString(CultureInfo.InvariantCulture),
+            [EmbeddingParquet.DimensionsKey] = model.VolumeEncoder.Dimensions.ToString(CultureInfo.InvariantCulture),
         };
 
         var prefix = string.Create(CultureInfo.InvariantCulture, $"part-{options.ShardIndex:D4}-of-{options.ShardCount:D4}-");
@@ -217,14 +215,14 @@ public static partial class EmbeddingJob
     }
 
     /// <summary>
-    /// A fingerprint of a model's weights and architecture: SHA-256 over its configuration and every parameter and buffer
+    /// A fingerprint of a model's weights and architecture: SHA-256 over its architecture name, configuration and every parameter and buffer
     /// (names, shapes and bytes, in state-dict order). Equal for the same package loaded twice.
     /// </summary>
     public static string ModelFingerprint(VisionLanguageModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        hash.AppendData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(model.Config, VisionLanguageModelConfig.JsonOptions)));
+        hash.AppendData(Encoding.UTF8.GetBytes(model.Architecture + "\n" + JsonSerializer.Serialize(model.Config, model.Config.GetType())));
         using var scope = NewDisposeScope();
         foreach (var (name, tensor) in model.Module.state_dict())
         {

@@ -1,8 +1,8 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
+using MedVlp.Data;
 using MedVlp.Volumes;
 using MedVlp.Volumes.IO;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MedVlp.Inference.Batch;
@@ -87,12 +87,11 @@ public sealed class StreamingEmbedder
     {
         ArgumentNullException.ThrowIfNull(inputs);
         _model.ThrowIfDisposed();
-        var size = _model.Config.Volume.InputSize;
-        var voxels = size * size * size;
+        var shape = _model.DualEncoder.ImageInputShape.ToArray();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var pending = Channel.CreateBounded<Task<Prepared>>(new BoundedChannelOptions(_options.PrefetchBatches * _options.BatchSize) { SingleReader = true, SingleWriter = true });
         using var workers = new SemaphoreSlim(_options.Workers);
-        var producer = Task.Run(() => ProduceAsync(inputs, pending.Writer, workers, voxels, size, stop.Token), stop.Token);
+        var producer = Task.Run(() => ProduceAsync(inputs, pending.Writer, workers, shape, stop.Token), stop.Token);
         int embedded = 0, failed = 0;
         try
         {
@@ -107,7 +106,7 @@ public sealed class StreamingEmbedder
                     batch.Add(prepared);
                     if (batch.Count == _options.BatchSize)
                     {
-                        Encode(batch, voxels, size, results);
+                        Encode(batch, shape, results);
                         foreach (var r in results)
                         {
                             stop.Token.ThrowIfCancellationRequested();
@@ -125,7 +124,7 @@ public sealed class StreamingEmbedder
             await producer.ConfigureAwait(false);
             if (batch.Count > 0)
             {
-                Encode(batch, voxels, size, results);
+                Encode(batch, shape, results);
                 foreach (var r in results)
                 {
                     stop.Token.ThrowIfCancellationRequested();
@@ -163,9 +162,9 @@ public sealed class StreamingEmbedder
         }
     }
 
-    private sealed record Prepared(EmbeddingInput Input, float[]? Voxels, string? Error);
+    private sealed record Prepared(EmbeddingInput Input, Volume? Volume, string? Error);
 
-    private async Task ProduceAsync(IAsyncEnumerable<EmbeddingInput> inputs, ChannelWriter<Task<Prepared>> writer, SemaphoreSlim workers, int voxels, int size, CancellationToken token)
+    private async Task ProduceAsync(IAsyncEnumerable<EmbeddingInput> inputs, ChannelWriter<Task<Prepared>> writer, SemaphoreSlim workers, long[] shape, CancellationToken token)
     {
         try
         {
@@ -179,7 +178,7 @@ public sealed class StreamingEmbedder
                 {
                     try
                     {
-                        return Prepare(input, voxels, size, token);
+                        return Prepare(input, shape, token);
                     }
                     finally
                     {
@@ -198,20 +197,19 @@ public sealed class StreamingEmbedder
         }
     }
 
-    private Prepared Prepare(EmbeddingInput input, int voxels, int size, CancellationToken token)
+    private Prepared Prepare(EmbeddingInput input, long[] shape, CancellationToken token)
     {
         try
         {
             var volume = _options.Reader is { } reader ? reader(input.SourcePath, token) : VolumeReader.Read(input.SourcePath, _options.ReadOptions, token);
             var prepared = _model.Preprocessing.Apply(volume, null, token);
-            if (prepared.Shape != new VolumeShape(size, size, size) || prepared.Frames != 1)
+            long[] got = [prepared.Frames, prepared.Shape.Z, prepared.Shape.Y, prepared.Shape.X];
+            if (!got.SequenceEqual(shape))
             {
-                return new Prepared(input, null, $"the model's preprocessing made {prepared.Shape} x {prepared.Frames} frame(s) of it; the encoder needs {size}^3 with one frame");
+                return new Prepared(input, null, $"the model's preprocessing made [{string.Join(", ", got)}] (channels, k, j, i) of it; the image encoder needs [{string.Join(", ", shape)}]");
             }
 
-            var data = GC.AllocateUninitializedArray<float>(voxels);
-            prepared.GetFrame(0).CopyTo(data);
-            return new Prepared(input, data, null);
+            return new Prepared(input, prepared, null);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -219,27 +217,16 @@ public sealed class StreamingEmbedder
         }
     }
 
-    private void Encode(List<Prepared> batch, int voxels, int size, List<EmbeddingResult> results)
+    private void Encode(List<Prepared> batch, long[] shape, List<EmbeddingResult> results)
     {
-        var ok = batch.Where(p => p.Voxels is not null).ToArray();
+        var ok = batch.Where(p => p.Volume is not null).ToArray();
         float[][] rows = [];
         if (ok.Length > 0)
         {
-            var data = GC.AllocateUninitializedArray<float>(ok.Length * voxels);
-            for (var n = 0; n < ok.Length; n++)
-            {
-                ok[n].Voxels.AsSpan().CopyTo(data.AsSpan(n * voxels, voxels));
-            }
-
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
-            var input = tensor(data, [ok.Length, 1, size, size, size]);
-            if (_model.Device.type != DeviceType.CPU)
-            {
-                input = input.to(_model.Device);
-            }
-
-            var embeddings = _model.Module.EncodeVolumes(input).cpu().contiguous();
+            var input = Collator.CollateVolumes([.. ok.Select(p => p.Volume!)], shape, _model.Device);
+            var embeddings = _model.DualEncoder.EncodeImages(input).cpu().contiguous();
             var flat = embeddings.data<float>().ToArray();
             var e = (int)embeddings.shape[1];
             rows = new float[ok.Length][];
@@ -252,7 +239,7 @@ public sealed class StreamingEmbedder
         var next = 0;
         foreach (var p in batch)
         {
-            results.Add(p.Voxels is null ? new EmbeddingResult(p.Input, null, p.Error) : new EmbeddingResult(p.Input, rows[next++], null));
+            results.Add(p.Volume is null ? new EmbeddingResult(p.Input, null, p.Error) : new EmbeddingResult(p.Input, rows[next++], null));
         }
     }
 }
