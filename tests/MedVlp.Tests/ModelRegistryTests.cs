@@ -35,8 +35,8 @@ public sealed class ModelRegistryTests
             () => new TestClipConfig(), () => new TestClipConfig { Width = 64 },
             (config, device) =>
             {
-                var image = Backbones.From(new VolumeTransformer(new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = config.Width, Depth = 1, Heads = 2, MlpRatio = 2 }, device));
-                var text = Backbones.From(new BertModel(TestModels.TinyConfig().Text with { HiddenSize = config.Width, VocabSize = config.VocabSize }, device), TextPooling.Cls);
+                var image = BackboneAdapters.From(new VolumeTransformer(new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = config.Width, Depth = 1, Heads = 2, MlpRatio = 2 }, device));
+                var text = BackboneAdapters.From(new BertModel(TestModels.TinyConfig().Text with { HiddenSize = config.Width, VocabSize = config.VocabSize }, device), TextPooling.Cls);
                 return new DualEncoderModel(config, image, text, new DualEncoderOptions { EmbeddingDim = 8, MaxTextTokens = 32 }, device);
             });
 

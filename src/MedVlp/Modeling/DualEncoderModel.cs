@@ -52,7 +52,7 @@ public sealed class DualEncoderModel : CompositeModel, IDualEncoder
     /// <summary>Creates the <c>clip3d</c> model with freshly initialised weights on <paramref name="device"/>
     /// (<c>meta</c>: the structure without memory).</summary>
     public DualEncoderModel(Clip3dConfig config, Device? device = null)
-        : this(Validated(config), Backbones.From(new VolumeTransformer(config.Volume, device)), Backbones.From(new BertModel(config.Text, device), config.TextPooling),
+        : this(Validated(config), BackboneAdapters.From(new VolumeTransformer(config.Volume, device)), BackboneAdapters.From(new BertModel(config.Text, device), config.TextPooling),
             new DualEncoderOptions { EmbeddingDim = config.EmbeddingDim, MaxTextTokens = config.MaxTextTokens, InitialTemperature = config.InitialTemperature, MaxLogitScale = config.MaxLogitScale },
             device)
     {

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Modeling;
 
 /// <summary>Adapters that present MedVlp's encoder modules through the backbone contracts.</summary>
-public static class Backbones
+public static class BackboneAdapters
 {
     /// <summary>A <see cref="VolumeTransformer"/> as an image backbone: tokens after the final norm (CLS first), its
     /// attention pooling as the pooled vector.</summary>
