@@ -34,7 +34,7 @@ internal static class EmbedThroughput
                 return new ManifestEntry { Id = c.Index.ToString(CultureInfo.InvariantCulture), Path = path };
             }).ToArray();
             var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt"));
-            var config = VisionLanguageModelConfig.Small(tokenizer.VocabularySize);
+            var config = Clip3dConfig.Small(tokenizer.VocabularySize);
             var size = config.Volume.InputSize;
             var preprocessing = new TransformPipeline(
             [
@@ -51,7 +51,7 @@ internal static class EmbedThroughput
                 using var t = b.ToTensor();
                 using var noGrad = no_grad();
                 using var scope = NewDisposeScope();
-                GC.KeepAlive(model.Module.EncodeVolumes(t).data<float>().ToArray());
+                GC.KeepAlive(model.DualEncoder.EncodeImages(t).data<float>().ToArray());
             }
 
             // Three rounds of (loader alone, model alone, both overlapped); the best rate of each, since the shared
@@ -77,7 +77,7 @@ internal static class EmbedThroughput
                     foreach (var t in prepared)
                     {
                         using var scope = NewDisposeScope();
-                        GC.KeepAlive(model.Module.EncodeVolumes(t).data<float>().ToArray());
+                        GC.KeepAlive(model.DualEncoder.EncodeImages(t).data<float>().ToArray());
                     }
                 }
 

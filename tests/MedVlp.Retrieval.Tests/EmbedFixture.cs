@@ -15,9 +15,9 @@ internal static class EmbedFixture
 {
     private static readonly Lazy<WordPieceTextTokenizer> BertTokenizer = new(() => WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")));
 
-    public static VisionLanguageModelConfig TinyConfig() => new()
+    public static Clip3dConfig TinyConfig() => new()
     {
-        Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+        Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
         Text = new BertConfig
         {
             VocabSize = BertTokenizer.Value.VocabularySize,
