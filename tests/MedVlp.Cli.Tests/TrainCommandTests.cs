@@ -8,14 +8,14 @@ namespace MedVlp.Cli.Tests;
 /// <summary><c>medvlp train</c>: recipes, manifests from <c>medvlp synth</c>, clear recipe errors, and exact resume after real SIGKILLs.</summary>
 public sealed class TrainCommandTests
 {
-    private static readonly string[] Tiny = ["train", "--recipe", "clip3d-tiny", "--synthetic", "24", "--steps", "10", "--batch", "4", "--checkpoint-every", "1", "--seed", "3"];
+    private static readonly string[] Tiny = ["train", "--recipe", "clip3d-test", "--synthetic", "24", "--steps", "10", "--batch", "4", "--checkpoint-every", "1", "--seed", "3"];
 
     [Fact]
     public void ListShowsTheBuiltInRecipes()
     {
         var result = CliRunner.Run("train", "--list");
         Assert.True(result.ExitCode == 0, result.StdErr);
-        foreach (var name in new[] { "clip3d-demo", "clip3d-tiny", "clip3d-siglip-staged", "clip3d-sgdr" })
+        foreach (var name in new[] { "clip3d-demo", "clip3d-test", "clip3d-siglip-staged", "clip3d-sgdr" })
         {
             Assert.Contains(name, result.StdOut, StringComparison.Ordinal);
         }
@@ -32,7 +32,7 @@ public sealed class TrainCommandTests
         Assert.Equal(3, manifest.Split("val").Count);
         Assert.Equal("CN", manifest.Entries[0].Labels["diagnosis"]);
 
-        var result = CliRunner.Run("train", "--recipe", "clip3d-tiny", "--manifest", dir.File("data/manifest.jsonl"), "--out", dir.File("run"),
+        var result = CliRunner.Run("train", "--recipe", "clip3d-test", "--manifest", dir.File("data/manifest.jsonl"), "--out", dir.File("run"),
             "--steps", "3", "--batch", "4", "--accumulate", "2", "--vocab", TestData.File("bert/vocab.txt"));
         Assert.True(result.ExitCode == 0, result.StdErr + result.StdOut);
         Assert.Contains("step 3/3", result.StdOut, StringComparison.Ordinal);

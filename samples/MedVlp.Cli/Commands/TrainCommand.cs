@@ -114,7 +114,7 @@ internal static class TrainCommand
         File.WriteAllText(Path.Combine(outDir, "recipe.json"), recipe.ToJson());
         using var model = recipe.CreateModel(tokenizer, device: device);
         using var objective = recipe.CreateObjective(model);
-        var collator = new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens, recipe.Data.SentenceSubsetProbability, recipe.Seed);
+        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
         ITrainingData data;
         ITrainingData? validation = null;
         IReadOnlyList<SyntheticBrainCase> heldOut = [];
@@ -137,7 +137,7 @@ internal static class TrainCommand
                 if (heldOut.Count >= 2)
                 {
                     var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(c => c.Report)],
-                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens),
+                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens),
                         Math.Min(recipe.Data.BatchSize, heldOut.Count), recipe.Seed, cancellationToken);
                     disposables.Add(val);
                     validation = val;
@@ -163,7 +163,7 @@ internal static class TrainCommand
                         BatchSize = Math.Min(recipe.Data.BatchSize, valEntries.Count), Workers = recipe.Data.Workers, Shuffle = false, DropLast = true,
                     };
                     validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, model.Preprocessing, valOptions),
-                        new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens));
+                        new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens));
                 }
             }
 
