@@ -26,7 +26,7 @@ public sealed class VolumeTransformer : Module<Tensor, Tensor>, INoWeightDecay
 #pragma warning restore IDE1006, SA1300
 
     /// <summary>Creates the encoder on <paramref name="device"/>.</summary>
-    public VolumeTransformer(VolumeEncoderConfig config, Device? device = null)
+    public VolumeTransformer(VolumeTransformerConfig config, Device? device = null)
         : base(nameof(VolumeTransformer))
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -73,7 +73,7 @@ public sealed class VolumeTransformer : Module<Tensor, Tensor>, INoWeightDecay
     }
 
     /// <summary>The configuration.</summary>
-    public VolumeEncoderConfig Config { get; }
+    public VolumeTransformerConfig Config { get; }
 
     /// <summary>Patch tokens after the final norm (B x (1 + N) x width), the CLS token first.</summary>
     public Tensor ForwardTokens(Tensor volumes)

@@ -50,7 +50,7 @@ public sealed class FullSizeKeyTests
         using var qformer = new QFormer(QFormerConfig.Blip2 with { NumHiddenLayers = 2 }, Meta);
         using var eva = new EvaVisionTransformer(EvaVitConfig.ViTg with { Depth = 2 }, Meta);
         using var gpt2 = new Gpt2LMHeadModel(Gpt2Config.Small with { NLayer = 2 }, Meta);
-        using var vit = new VolumeTransformer(new VolumeEncoderConfig(), Meta);
+        using var vit = new VolumeTransformer(new VolumeTransformerConfig(), Meta);
         using var layer = new TransformerLayer(new TransformerLayerOptions { Width = 16, Heads = 2, MlpHidden = 32, LayerScaleInit = 1e-5, FeedForward = FeedForwardKind.SwiGluNormed }, Meta);
         using var pool = new ClipAttentionPool(16, 2, 4, device: Meta);
         using var mask = new MaskToken(16, Meta);

@@ -28,7 +28,7 @@ public sealed record BackboneOutput(Tensor Tokens, Tensor Pooled, Tensor TokenMa
 
 /// <summary>
 /// An image backbone (2D or 3D): a ViT, a ResNet, an EVA ViT fed with 3D patches. Implemented by modules, or by an
-/// adapter around a module (<see cref="Backbones"/>). Freeze it through its <see cref="CompositeModel"/>.
+/// adapter around a module (<see cref="BackboneAdapters"/>). Freeze it through its <see cref="CompositeModel"/>.
 /// </summary>
 public interface IImageBackbone
 {
