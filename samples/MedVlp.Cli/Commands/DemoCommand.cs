@@ -21,7 +21,7 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => "medvlp-demo" };
+        var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => CliPaths.DefaultDemoFolder };
         var seed = new Option<int>("--seed") { Description = "Seed of data, weights and training.", DefaultValueFactory = _ => 42 };
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt, bert-base-uncased)." };
         var train = new Option<int>("--train") { Description = "Training pairs.", DefaultValueFactory = _ => 480 };
