@@ -9,4 +9,11 @@ if (args.Length > 0 && args[0] == "side-by-side")
     return;
 }
 
+// Data-parallel measures (run alone and under mpirun): bash benchmarks/distributed.sh
+if (args.Length > 0 && args[0] is "mpi-allreduce" or "mpi-step")
+{
+    (args[0] == "mpi-allreduce" ? (Action<string[]>)DistributedBenchmarks.AllReduce : DistributedBenchmarks.Step)(args[1..]);
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -82,8 +82,9 @@ internal static class CollectiveChecks
 
         group.Barrier();
 
-        // The gatherer: values are the global batch; the local rows carry the gradient (times W, or not).
-        foreach (var mode in (GatheredGradient[])[GatheredGradient.ScaledByWorldSize, GatheredGradient.LocalOnly])
+        // The gatherer: values are the global batch. Each rank's loss weighs the rows by (rank + 1), so the local rows'
+        // gradient tells the modes apart: own loss only, own loss times W, or the sum of every rank's loss.
+        foreach (var mode in (GatheredGradient[])[GatheredGradient.ScaledByWorldSize, GatheredGradient.LocalOnly, GatheredGradient.AllReduced])
         {
             using var scope = NewDisposeScope();
             var gatherer = new ProcessGroupGatherer(group, mode);
@@ -92,8 +93,13 @@ internal static class CollectiveChecks
             var expectedValues = cat(Enumerable.Range(0, w).Select(k => arange(0, 6, dtype: ScalarType.Float32).reshape(3, 2) + (10 * k)).ToArray(), 0);
             Expect(all.detach(), expectedValues, $"gathered values ({mode})");
             var weights = arange(0, 6 * w, dtype: ScalarType.Float32).reshape(3 * w, 2);
-            (all * weights).sum().backward();
-            var factor = mode == GatheredGradient.ScaledByWorldSize ? w : 1;
+            (all * weights * (r + 1)).sum().backward();
+            var factor = mode switch
+            {
+                GatheredGradient.ScaledByWorldSize => w * (r + 1),
+                GatheredGradient.LocalOnly => r + 1,
+                _ => w * (w + 1) / 2,
+            };
             Expect(x.grad!, weights.narrow(0, 3 * r, 3) * factor, $"gradient of the local rows ({mode})");
         }
 

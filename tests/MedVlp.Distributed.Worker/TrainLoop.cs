@@ -5,7 +5,6 @@ using MedVlp.Losses;
 using MedVlp.Modeling;
 using MedVlp.Synthetic;
 using MedVlp.Text;
-using MedVlp.Training;
 using MedVlp.Volumes;
 using MedVlp.Volumes.Transforms;
 using TorchSharp;
@@ -66,15 +65,21 @@ internal static class TrainLoop
         var parameters = named.Select(p => p.parameter).ToArray();
         using var optimizer = optim.AdamW(
             [
-                new AdamW.ParamGroup { Parameters = named.Where(p => ContrastiveTrainer.UsesWeightDecay(p.name, p.parameter)).Select(p => p.parameter), Options = new AdamW.Options { weight_decay = 0.05 } },
-                new AdamW.ParamGroup { Parameters = named.Where(p => !ContrastiveTrainer.UsesWeightDecay(p.name, p.parameter)).Select(p => p.parameter), Options = new AdamW.Options { weight_decay = 0 } },
+                new AdamW.ParamGroup { Parameters = named.Where(p => Decays(p.parameter)).Select(p => p.parameter), Options = new AdamW.Options { weight_decay = 0.05 } },
+                new AdamW.ParamGroup { Parameters = named.Where(p => !Decays(p.parameter)).Select(p => p.parameter), Options = new AdamW.Options { weight_decay = 0 } },
             ],
             lr: options.Double("lr", 1e-3), beta1: 0.9, beta2: 0.98, eps: 1e-6);
         using var dataParallel = new DataParallel(group, parameters);
         dataParallel.BroadcastParameters(model.Module.buffers());
         using var loss = new ClipLoss(new ClipLossOptions
         {
-            Gatherer = new ProcessGroupGatherer(group, options.String("gather-gradient") == "local" ? GatheredGradient.LocalOnly : GatheredGradient.ScaledByWorldSize),
+            Gatherer = new ProcessGroupGatherer(group, options.String("gather-gradient") switch
+            {
+                "local" => GatheredGradient.LocalOnly,
+                "allreduce" => GatheredGradient.AllReduced,
+                _ => GatheredGradient.ScaledByWorldSize,
+            }),
+            LocalLoss = options.String("local-loss") == "true",
         });
 
         var stepsPerEpoch = pairCount / globalBatch;
@@ -141,6 +146,9 @@ internal static class TrainLoop
 
         return 0;
     }
+
+    /// <summary>AdamW decays weight matrices only (biases, norm scales and the logit scale get none).</summary>
+    private static bool Decays(Tensor parameter) => parameter.dim() >= 2;
 
     /// <summary>The tiny clip3d configuration of the tests (dropout off, so ranks and batch sizes can be compared exactly).</summary>
     private static VisionLanguageModelConfig Config(int vocabularySize, int size) => new()

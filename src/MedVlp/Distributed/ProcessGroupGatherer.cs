@@ -22,6 +22,14 @@ public enum GatheredGradient
     /// invariance hides most of that, clipping does not.
     /// </summary>
     LocalOnly,
+
+    /// <summary>
+    /// open_clip's <c>gather_with_grad=True</c>: the gather is differentiable; its backward sums the gathered tensor's
+    /// gradient over all processes (one all-reduce per gathered tensor) and hands each process its own rows. Correct
+    /// for any loss, including per-process losses (<c>ClipLoss</c> with <c>LocalLoss = true</c>, <c>SigLipLoss</c>),
+    /// at the price of a collective inside the backward (every process must run the same backward).
+    /// </summary>
+    AllReduced,
 }
 
 /// <summary>
@@ -70,6 +78,12 @@ public sealed class ProcessGroupGatherer : IFeatureGatherer
         }
 
         var rows = local.shape[0];
+        if (Gradient == GatheredGradient.AllReduced)
+        {
+            all.Dispose();
+            return scope.MoveToOuter(DifferentiableAllGather.Apply(local, _group));
+        }
+
         var own = local;
         if (Gradient == GatheredGradient.ScaledByWorldSize)
         {
@@ -90,5 +104,38 @@ public sealed class ProcessGroupGatherer : IFeatureGatherer
         }
 
         return scope.MoveToOuter(cat(parts, 0));
+    }
+}
+
+/// <summary>All-gather along dimension 0 whose backward all-reduces (sums) the incoming gradient and returns this
+/// process's rows (<c>torch.distributed.nn.all_gather</c>).</summary>
+internal sealed class DifferentiableAllGather : TorchSharp.torch.autograd.SingleTensorFunction<DifferentiableAllGather>
+{
+    public override string Name => nameof(DifferentiableAllGather);
+
+    public static Tensor Apply(Tensor local, ProcessGroup group) => apply(local, group);
+
+    public override Tensor forward(TorchSharp.torch.autograd.AutogradContext ctx, params object[] vars)
+    {
+        var local = (Tensor)vars[0];
+        var group = (ProcessGroup)vars[1];
+        ctx.save_data("group", group);
+        ctx.save_data("rows", local.shape[0]);
+        using var noGrad = no_grad();
+        using var detached = local.detach();
+        return group.AllGather(detached);
+    }
+
+    public override List<Tensor> backward(TorchSharp.torch.autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        using var scope = NewDisposeScope();
+        var group = (ProcessGroup)ctx.get_data("group");
+        var rows = (long)ctx.get_data("rows");
+        using var noGrad = no_grad();
+        var summed = grad_output.contiguous().clone();
+        grad_output.Dispose(); // wrapped by TorchSharp in the caller's scope; not used after this point
+        group.AllReduce(summed, ReduceOperation.Sum);
+        var mine = summed.narrow(0, rows * group.Rank, rows).clone();
+        return [scope.MoveToOuter(mine), null!];
     }
 }

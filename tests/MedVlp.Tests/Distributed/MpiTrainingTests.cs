@@ -54,6 +54,23 @@ public sealed partial class MpiTrainingTests
     }
 
     [Fact]
+    public void LocalLossWithADifferentiableGatherEqualsTheGlobalLossOnOneProcess()
+    {
+        // open_clip's scalable setting (--local-loss --gather-with-grad): each rank scores its rows against all columns,
+        // the gather's backward all-reduces the feature gradients.
+        using var temp = TestData.NewTempFolder();
+        var single = Path.Combine(temp.Path, "single.bin");
+        var two = Path.Combine(temp.Path, "two.bin");
+        string[] common = ["train", "--vocab", Vocabulary, "--steps", "4", "--pairs", "16", "--local-loss", "true"];
+        var one = MpiJob.Run(0, [.. common, "--batch", "8", "--out", single]);
+        Assert.True(one.ExitCode == 0, one.StdOut + one.StdErr);
+        var dp = MpiJob.Run(2, [.. common, "--batch", "4", "--out", two, "--gather-gradient", "allreduce"]);
+        Assert.True(dp.ExitCode == 0, dp.StdOut + dp.StdErr);
+        var difference = MpiJob.MaxDifference(MpiJob.ReadWeights(single), MpiJob.ReadWeights(two));
+        Assert.True(difference < 1e-5, $"max |w_single - w_2ranks| = {difference}");
+    }
+
+    [Fact]
     public void AKilledRankEndsTheJobWithAnErrorNamingTheRank()
     {
         using var temp = TestData.NewTempFolder();
@@ -80,7 +97,7 @@ public sealed partial class MpiTrainingTests
         Assert.NotEqual(0, result.ExitCode);
         var afterKill = clock.Elapsed - killedAt;
         Assert.True(afterKill < TimeSpan.FromSeconds(30), $"the job took {afterKill} to end after rank 1 was killed");
-        Assert.Contains("rank 1", result.StdOut + result.StdErr, StringComparison.Ordinal);
+        Assert.Contains("process rank 1", result.StdOut + result.StdErr, StringComparison.Ordinal); // Open MPI: "mpirun noticed that process rank 1 ... exited on signal 9 (Killed)."
     }
 
     [Fact]
