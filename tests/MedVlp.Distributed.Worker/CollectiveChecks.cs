@@ -139,6 +139,7 @@ internal static class CollectiveChecks
             }
         }
 
+        Equal(group.LocalRank, r, "local rank (one machine)");
         Console.WriteLine($"collectives ok: rank {r} of {w} ({group.Backend})");
         return 0;
     }

@@ -46,6 +46,30 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>Whether this is rank 0, the process that writes checkpoints, logs and plots.</summary>
     public bool IsMain => Rank == 0;
 
+    /// <summary>This process's index among the processes on its machine, from the launcher's environment
+    /// (<c>OMPI_COMM_WORLD_LOCAL_RANK</c>, Slurm's <c>SLURM_LOCALID</c>, MPICH's <c>MPI_LOCALRANKID</c>); 0 when alone.
+    /// Use it to pick the GPU: <c>torch.CUDA</c> device <c>LocalRank</c>.</summary>
+    public int LocalRank
+    {
+        get
+        {
+            if (WorldSize == 1)
+            {
+                return 0;
+            }
+
+            foreach (var name in (string[])["OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"])
+            {
+                if (int.TryParse(Environment.GetEnvironmentVariable(name), out var local) && local >= 0)
+                {
+                    return local;
+                }
+            }
+
+            return 0;
+        }
+    }
+
     /// <summary>The transport: <c>mpi</c> or <c>single</c>.</summary>
     public abstract string Backend { get; }
 
