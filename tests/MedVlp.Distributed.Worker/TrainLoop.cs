@@ -34,6 +34,11 @@ internal static class TrainLoop
         var pidDirectory = options.String("pid-dir");
         var output = options.String("out");
         var size = options.Int("size", 16);
+        var checkpointDirectory = options.String("checkpoint-dir");
+        var checkpointEvery = options.Int("checkpoint-every", 0);
+        var resume = options.String("resume") == "true";
+        var dieRank = options.Int("die-rank", -1);
+        var dieStep = options.Int("die-step", -1);
         torch.set_num_threads(options.Int("threads", 1));
 
         var rank = group.Rank;
@@ -70,6 +75,31 @@ internal static class TrainLoop
             ],
             lr: options.Double("lr", 1e-3), beta1: 0.9, beta2: 0.98, eps: 1e-6);
         using var dataParallel = new DataParallel(group, parameters);
+
+        // Resume: every rank reads rank 0's last complete checkpoint (a shared file system); same world size.
+        var start = 0;
+        var latest = checkpointDirectory is null ? null : Path.Combine(checkpointDirectory, "latest.ckpt");
+        if (resume && latest is not null && File.Exists(latest))
+        {
+            using var reader = new BinaryReader(File.OpenRead(latest));
+            start = reader.ReadInt32();
+            var savedWorld = reader.ReadInt32();
+            if (savedWorld != world)
+            {
+                throw new InvalidOperationException($"{latest} was written by {savedWorld} ranks; resume with the same world size, not {world}.");
+            }
+
+            ReadWeights(reader, named);
+            optimizer.load_state_dict(reader);
+        }
+
+        Span<long> agreed = [start];
+        group.Broadcast(agreed);
+        if (agreed[0] != start)
+        {
+            throw new InvalidOperationException($"rank {rank} resumes at step {start}, rank 0 at {agreed[0]}");
+        }
+
         dataParallel.BroadcastParameters(model.Module.buffers());
         using var loss = new ClipLoss(new ClipLossOptions
         {
@@ -88,12 +118,26 @@ internal static class TrainLoop
         model.Module.train();
         var clock = Stopwatch.StartNew();
         var firstStepSeconds = 0.0;
-        for (var step = 0; step < steps; step++)
+        for (var step = 0; step < start; step++)
+        {
+            if (step % stepsPerEpoch == 0)
+            {
+                random.Shuffle(order); // replay the data order up to the checkpoint
+            }
+        }
+
+        for (var step = start; step < steps; step++)
         {
             var b = step % stepsPerEpoch;
             if (b == 0)
             {
                 random.Shuffle(order); // the same permutation on every rank
+            }
+
+            if (rank == dieRank && step == dieStep)
+            {
+                using var self = Process.GetCurrentProcess();
+                self.Kill(); // SIGKILL, no cleanup: as the OOM killer or a lost node would
             }
 
             if (rank == failRank && step == failStep)
@@ -130,6 +174,25 @@ internal static class TrainLoop
             if (group.IsMain)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {step + 1} loss {value:R}"));
+                if (latest is not null && checkpointEvery > 0 && (step + 1) % checkpointEvery == 0)
+                {
+                    // Rank 0 alone writes, atomically: a temporary file, flushed to disk, renamed over the previous one.
+                    var temporary = latest + ".tmp";
+                    using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
+                    {
+                        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+                        {
+                            writer.Write(step + 1);
+                            writer.Write(world);
+                            WriteWeights(writer, named);
+                            optimizer.save_state_dict(writer);
+                        }
+
+                        stream.Flush(flushToDisk: true);
+                    }
+
+                    File.Move(temporary, latest, overwrite: true);
+                }
             }
         }
 
@@ -174,22 +237,56 @@ internal static class TrainLoop
     /// <summary>name, element count, float32 values; for every trainable parameter in order.</summary>
     private static void WriteWeights(string path, (string name, Parameter parameter)[] named)
     {
-        using var stream = File.Create(path + ".tmp");
+        using (var stream = File.Create(path + ".tmp"))
         using (var writer = new BinaryWriter(stream))
         {
-            writer.Write(named.Length);
-            foreach (var (name, p) in named)
-            {
-                var values = p.detach().cpu().to(ScalarType.Float32).data<float>().ToArray();
-                writer.Write(name);
-                writer.Write(values.Length);
-                foreach (var v in values)
-                {
-                    writer.Write(v);
-                }
-            }
+            WriteWeights(writer, named);
         }
 
         File.Move(path + ".tmp", path, overwrite: true);
+    }
+
+    private static void WriteWeights(BinaryWriter writer, (string name, Parameter parameter)[] named)
+    {
+        writer.Write(named.Length);
+        foreach (var (name, p) in named)
+        {
+            using var cpu = p.detach().cpu();
+            var values = cpu.data<float>().ToArray();
+            writer.Write(name);
+            writer.Write(values.Length);
+            foreach (var v in values)
+            {
+                writer.Write(v);
+            }
+        }
+    }
+
+    private static void ReadWeights(BinaryReader reader, (string name, Parameter parameter)[] named)
+    {
+        var count = reader.ReadInt32();
+        if (count != named.Length)
+        {
+            throw new InvalidDataException($"checkpoint has {count} parameters, the model {named.Length}");
+        }
+
+        using var noGrad = no_grad();
+        foreach (var (name, p) in named)
+        {
+            var savedName = reader.ReadString();
+            var values = new float[reader.ReadInt32()];
+            if (savedName != name || values.Length != p.numel())
+            {
+                throw new InvalidDataException($"checkpoint parameter {savedName} ({values.Length}) does not match {name} ({p.numel()})");
+            }
+
+            for (var i = 0; i < values.Length; i++)
+            {
+                values[i] = reader.ReadSingle();
+            }
+
+            using var loaded = tensor(values).reshape(p.shape);
+            p.copy_(loaded);
+        }
     }
 }

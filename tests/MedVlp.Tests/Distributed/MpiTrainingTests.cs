@@ -101,6 +101,35 @@ public sealed partial class MpiTrainingTests
     }
 
     [Fact]
+    public void AJobResumedAfterARankWasKilledEndsWithTheWeightsOfTheUninterruptedRun()
+    {
+        using var temp = TestData.NewTempFolder();
+        var uninterrupted = Path.Combine(temp.Path, "a");
+        var interrupted = Path.Combine(temp.Path, "b");
+        Directory.CreateDirectory(uninterrupted);
+        Directory.CreateDirectory(interrupted);
+        string[] common = ["train", "--vocab", Vocabulary, "--steps", "6", "--pairs", "16", "--batch", "4", "--checkpoint-every", "2"];
+
+        var full = MpiJob.Run(2, [.. common, "--checkpoint-dir", uninterrupted, "--out", Path.Combine(temp.Path, "a.bin")]);
+        Assert.True(full.ExitCode == 0, full.StdOut + full.StdErr);
+
+        // Rank 1 SIGKILLs itself at step 5: rank 0 may be writing the step-4 checkpoint when mpirun ends it.
+        var killed = MpiJob.Run(2, [.. common, "--checkpoint-dir", interrupted, "--die-rank", "1", "--die-step", "4"]);
+        Assert.NotEqual(0, killed.ExitCode);
+        Assert.Contains("process rank 1", killed.StdOut + killed.StdErr, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(interrupted, "latest.ckpt")), "no complete checkpoint survived");
+
+        var otherWorld = MpiJob.Run(3, [.. common, "--checkpoint-dir", interrupted, "--resume", "true"]);
+        Assert.Equal(3, otherWorld.ExitCode);
+        Assert.Contains("resume with the same world size", otherWorld.StdErr, StringComparison.Ordinal);
+
+        var resumed = MpiJob.Run(2, [.. common, "--checkpoint-dir", interrupted, "--resume", "true", "--out", Path.Combine(temp.Path, "b.bin")]);
+        Assert.True(resumed.ExitCode == 0, resumed.StdOut + resumed.StdErr);
+        Assert.DoesNotContain("step 1 loss", resumed.StdOut, StringComparison.Ordinal);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(temp.Path, "a.bin")), File.ReadAllBytes(Path.Combine(temp.Path, "b.bin")));
+    }
+
+    [Fact]
     public void AnExceptionOnOneRankAbortsTheWholeJob()
     {
         var result = MpiJob.Run(2, ["train", "--vocab", Vocabulary, "--steps", "1000000", "--pairs", "16", "--batch", "4", "--fail-rank", "1", "--fail-step", "2"],
