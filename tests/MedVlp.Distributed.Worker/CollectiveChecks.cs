@@ -128,6 +128,17 @@ internal static class CollectiveChecks
             }
 
             dp.AllReduceGradients();
+            using (NewDisposeScope())
+            {
+                for (var i = 0; i < 3; i++)
+                {
+                    parameters[i].grad!.fill_(r + 1 + i);
+                }
+            }
+
+            var live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            dp.AllReduceGradients();
+            Equal(DisposeScopeManager.Statistics.ThreadTotalLiveCount, live, "live tensors after a second all-reduce of the gradients");
             for (var i = 0; i < 3; i++)
             {
                 Expect(parameters[i].grad!, full(parameters[i].shape, ((w + 1) / 2.0) + i, parameters[i].dtype), $"averaged gradient {i}");

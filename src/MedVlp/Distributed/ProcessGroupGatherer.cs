@@ -69,6 +69,11 @@ public sealed class ProcessGroupGatherer : IFeatureGatherer
             return local;
         }
 
+        if (local.requires_grad && Gradient == GatheredGradient.AllReduced)
+        {
+            return DifferentiableAllGather.Apply(local, _group);
+        }
+
         using var scope = NewDisposeScope();
         using var detached = local.detach();
         var all = _group.AllGather(detached);
@@ -78,11 +83,6 @@ public sealed class ProcessGroupGatherer : IFeatureGatherer
         }
 
         var rows = local.shape[0];
-        if (Gradient == GatheredGradient.AllReduced)
-        {
-            all.Dispose();
-            return scope.MoveToOuter(DifferentiableAllGather.Apply(local, _group));
-        }
 
         var own = local;
         if (Gradient == GatheredGradient.ScaledByWorldSize)
