@@ -8,4 +8,5 @@ root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(ZeroShotCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
 return root.Parse(args).Invoke();

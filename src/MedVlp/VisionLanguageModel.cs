@@ -260,6 +260,16 @@ public sealed class VisionLanguageModel : IDisposable
         }
     }
 
+    /// <summary>Preprocesses volumes for training (see <see cref="Training.PreparedTrainingData"/>): one (B x 1 x S x S x S) tensor on <see cref="Device"/>.</summary>
+    /// <param name="volumes">The volumes (any shape).</param>
+    /// <param name="cancellationToken">Stops the preprocessing.</param>
+    public Tensor PrepareVolumesForTraining(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        ThrowIfDisposed();
+        return PrepareVolumes(volumes, cancellationToken);
+    }
+
     /// <summary>Tokenizes texts into (ids, mask) tensors on <see cref="Device"/>.</summary>
     internal (Tensor Ids, Tensor Mask) PrepareTexts(IReadOnlyList<string> texts)
     {

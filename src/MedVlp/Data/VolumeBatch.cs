@@ -8,7 +8,11 @@ namespace MedVlp.Data;
 /// <param name="Entry">The manifest entry.</param>
 /// <param name="Volume">The preprocessed volume.</param>
 /// <param name="Position">The example's position in this epoch's order (for this shard).</param>
-public sealed record LoadedSample(ManifestEntry Entry, Volume Volume, int Position);
+public sealed record LoadedSample(ManifestEntry Entry, Volume Volume, int Position)
+{
+    /// <summary>Every augmented view of the example (<see cref="VolumeLoaderOptions.Views"/>); the first is <see cref="Volume"/>.</summary>
+    public IReadOnlyList<Volume> Views { get; init; } = [Volume];
+}
 
 /// <summary>A batch of preprocessed examples, in the epoch's deterministic order.</summary>
 public sealed class VolumeBatch
@@ -37,14 +41,20 @@ public sealed class VolumeBatch
     /// <paramref name="device"/> (CPU when null). The caller owns the tensor.
     /// </summary>
     /// <exception cref="InvalidOperationException">The volumes differ in shape (the pipeline should end in a fixed size).</exception>
-    public Tensor ToTensor(Device? device = null)
+    public Tensor ToTensor(Device? device = null) => ToTensor(device, 0);
+
+    /// <summary>Stacks one augmented view of every example (see <see cref="ToTensor(Device?)"/>).</summary>
+    /// <param name="device">The device (CPU when null).</param>
+    /// <param name="view">The view, 0 .. <see cref="VolumeLoaderOptions.Views"/> - 1.</param>
+    public Tensor ToTensor(Device? device, int view)
     {
-        var first = Samples[0].Volume;
-        foreach (var s in Samples)
+        var volumes = Samples.Select(s => view < s.Views.Count ? s.Views[view] : throw new ArgumentOutOfRangeException(nameof(view), view, $"The examples have {s.Views.Count} view(s).")).ToArray();
+        var first = volumes[0];
+        for (var n = 0; n < volumes.Length; n++)
         {
-            if (s.Volume.Shape != first.Shape || s.Volume.Frames != first.Frames)
+            if (volumes[n].Shape != first.Shape || volumes[n].Frames != first.Frames)
             {
-                throw new InvalidOperationException($"Cannot stack volumes of shapes {first.Shape}x{first.Frames} and {s.Volume.Shape}x{s.Volume.Frames} ({s.Entry.Path}); end the pipeline with a fixed-size step such as crop_or_pad.");
+                throw new InvalidOperationException($"Cannot stack volumes of shapes {first.Shape}x{first.Frames} and {volumes[n].Shape}x{volumes[n].Frames} ({Samples[n].Entry.Path}); end the pipeline with a fixed-size step such as crop_or_pad.");
             }
         }
 
@@ -52,7 +62,7 @@ public sealed class VolumeBatch
         var data = GC.AllocateUninitializedArray<float>(per * Samples.Count);
         for (var n = 0; n < Samples.Count; n++)
         {
-            Samples[n].Volume.Data.Span.CopyTo(data.AsSpan(n * per, per));
+            volumes[n].Data.Span.CopyTo(data.AsSpan(n * per, per));
         }
 
         var t = tensor(data, [Samples.Count, first.Frames, first.Shape.Z, first.Shape.Y, first.Shape.X], ScalarType.Float32);
