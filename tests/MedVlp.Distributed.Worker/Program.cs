@@ -14,6 +14,7 @@ try
     {
         "collectives" => CollectiveChecks.Run(group),
         "train" => TrainLoop.Run(group, options),
+        "trainer" => TrainerRun.Run(group, options),
         _ => throw new ArgumentException($"unknown mode '{mode}'"),
     };
     group.Dispose();

@@ -18,7 +18,7 @@ namespace MedVlp.DistributedWorker;
 /// symmetric InfoNCE over the global batch), written against the public distributed API: replicas created with
 /// different seeds and then broadcast from rank 0, the loss sees the gathered batch, gradients are averaged in
 /// buckets, AdamW with clipping. Each rank takes every W-th example of the global batch, as <c>VolumeDataLoader</c>
-/// shards. Rank 0 alone writes the weights.
+/// shards. Rank 0 alone writes the weights. (Checkpoints and resume: see TrainerRun, which goes through the Trainer.)
 /// </summary>
 internal static class TrainLoop
 {
@@ -34,11 +34,6 @@ internal static class TrainLoop
         var pidDirectory = options.String("pid-dir");
         var output = options.String("out");
         var size = options.Int("size", 16);
-        var checkpointDirectory = options.String("checkpoint-dir");
-        var checkpointEvery = options.Int("checkpoint-every", 0);
-        var resume = options.String("resume") == "true";
-        var dieRank = options.Int("die-rank", -1);
-        var dieStep = options.Int("die-step", -1);
         torch.set_num_threads(options.Int("threads", 1));
 
         var rank = group.Rank;
@@ -75,31 +70,6 @@ internal static class TrainLoop
             ],
             lr: options.Double("lr", 1e-3), beta1: 0.9, beta2: 0.98, eps: 1e-6);
         using var dataParallel = new DataParallel(group, parameters);
-
-        // Resume: every rank reads rank 0's last complete checkpoint (a shared file system); same world size.
-        var start = 0;
-        var latest = checkpointDirectory is null ? null : Path.Combine(checkpointDirectory, "latest.ckpt");
-        if (resume && latest is not null && File.Exists(latest))
-        {
-            using var reader = new BinaryReader(File.OpenRead(latest));
-            start = reader.ReadInt32();
-            var savedWorld = reader.ReadInt32();
-            if (savedWorld != world)
-            {
-                throw new InvalidOperationException($"{latest} was written by {savedWorld} ranks; resume with the same world size, not {world}.");
-            }
-
-            ReadWeights(reader, named);
-            optimizer.load_state_dict(reader);
-        }
-
-        Span<long> agreed = [start];
-        group.Broadcast(agreed);
-        if (agreed[0] != start)
-        {
-            throw new InvalidOperationException($"rank {rank} resumes at step {start}, rank 0 at {agreed[0]}");
-        }
-
         dataParallel.BroadcastParameters(model.Module.buffers());
         using var loss = new ClipLoss(new ClipLossOptions
         {
@@ -118,26 +88,12 @@ internal static class TrainLoop
         model.Module.train();
         var clock = Stopwatch.StartNew();
         var firstStepSeconds = 0.0;
-        for (var step = 0; step < start; step++)
-        {
-            if (step % stepsPerEpoch == 0)
-            {
-                random.Shuffle(order); // replay the data order up to the checkpoint
-            }
-        }
-
-        for (var step = start; step < steps; step++)
+        for (var step = 0; step < steps; step++)
         {
             var b = step % stepsPerEpoch;
             if (b == 0)
             {
                 random.Shuffle(order); // the same permutation on every rank
-            }
-
-            if (rank == dieRank && step == dieStep)
-            {
-                using var self = Process.GetCurrentProcess();
-                self.Kill(); // SIGKILL, no cleanup: as the OOM killer or a lost node would
             }
 
             if (rank == failRank && step == failStep)
@@ -174,25 +130,6 @@ internal static class TrainLoop
             if (group.IsMain)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {step + 1} loss {value:R}"));
-                if (latest is not null && checkpointEvery > 0 && (step + 1) % checkpointEvery == 0)
-                {
-                    // Rank 0 alone writes, atomically: a temporary file, flushed to disk, renamed over the previous one.
-                    var temporary = latest + ".tmp";
-                    using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
-                    {
-                        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
-                        {
-                            writer.Write(step + 1);
-                            writer.Write(world);
-                            WriteWeights(writer, named);
-                            optimizer.save_state_dict(writer);
-                        }
-
-                        stream.Flush(flushToDisk: true);
-                    }
-
-                    File.Move(temporary, latest, overwrite: true);
-                }
             }
         }
 
@@ -235,7 +172,7 @@ internal static class TrainLoop
     };
 
     /// <summary>name, element count, float32 values; for every trainable parameter in order.</summary>
-    private static void WriteWeights(string path, (string name, Parameter parameter)[] named)
+    internal static void WriteWeights(string path, (string name, Parameter parameter)[] named)
     {
         using (var stream = File.Create(path + ".tmp"))
         using (var writer = new BinaryWriter(stream))
@@ -259,34 +196,6 @@ internal static class TrainLoop
             {
                 writer.Write(v);
             }
-        }
-    }
-
-    private static void ReadWeights(BinaryReader reader, (string name, Parameter parameter)[] named)
-    {
-        var count = reader.ReadInt32();
-        if (count != named.Length)
-        {
-            throw new InvalidDataException($"checkpoint has {count} parameters, the model {named.Length}");
-        }
-
-        using var noGrad = no_grad();
-        foreach (var (name, p) in named)
-        {
-            var savedName = reader.ReadString();
-            var values = new float[reader.ReadInt32()];
-            if (savedName != name || values.Length != p.numel())
-            {
-                throw new InvalidDataException($"checkpoint parameter {savedName} ({values.Length}) does not match {name} ({p.numel()})");
-            }
-
-            for (var i = 0; i < values.Length; i++)
-            {
-                values[i] = reader.ReadSingle();
-            }
-
-            using var loaded = tensor(values).reshape(p.shape);
-            p.copy_(loaded);
         }
     }
 }

@@ -101,31 +101,45 @@ public sealed partial class MpiTrainingTests
     }
 
     [Fact]
+    public void TheTrainerOnTwoRanksWithBatchBTrainsTheWeightsOfOneProcessWithBatch2B()
+    {
+        // Through the library's Trainer: TrainerOptions.ProcessGroup, sharded PreparedTrainingData, the recipe's gatherer.
+        using var temp = TestData.NewTempFolder();
+        string[] common = ["trainer", "--vocab", Vocabulary, "--steps", "4", "--pairs", "16"];
+        var one = MpiJob.Run(0, [.. common, "--batch", "8", "--out", Path.Combine(temp.Path, "one.bin")]);
+        Assert.True(one.ExitCode == 0, one.StdOut + one.StdErr);
+        var two = MpiJob.Run(2, [.. common, "--batch", "4", "--out", Path.Combine(temp.Path, "two.bin")]);
+        Assert.True(two.ExitCode == 0, two.StdOut + two.StdErr);
+        Assert.Equal(4, Losses(two.StdOut).Length);
+        Assert.Equal(Losses(one.StdOut), Losses(two.StdOut), (a, b) => Math.Abs(a - b) < 1e-5);
+        var difference = MpiJob.MaxDifference(MpiJob.ReadWeights(Path.Combine(temp.Path, "one.bin")), MpiJob.ReadWeights(Path.Combine(temp.Path, "two.bin")));
+        Assert.True(difference < 1e-5, $"max |w_single - w_2ranks| = {difference}");
+    }
+
+    [Fact]
     public void AJobResumedAfterARankWasKilledEndsWithTheWeightsOfTheUninterruptedRun()
     {
         using var temp = TestData.NewTempFolder();
         var uninterrupted = Path.Combine(temp.Path, "a");
         var interrupted = Path.Combine(temp.Path, "b");
-        Directory.CreateDirectory(uninterrupted);
-        Directory.CreateDirectory(interrupted);
-        string[] common = ["train", "--vocab", Vocabulary, "--steps", "6", "--pairs", "16", "--batch", "4", "--checkpoint-every", "2"];
+        string[] common = ["trainer", "--vocab", Vocabulary, "--steps", "6", "--pairs", "16", "--batch", "4", "--checkpoint-every", "2"];
 
-        var full = MpiJob.Run(2, [.. common, "--checkpoint-dir", uninterrupted, "--out", Path.Combine(temp.Path, "a.bin")]);
+        var full = MpiJob.Run(2, [.. common, "--out-dir", uninterrupted, "--out", Path.Combine(temp.Path, "a.bin")]);
         Assert.True(full.ExitCode == 0, full.StdOut + full.StdErr);
 
-        // Rank 1 SIGKILLs itself at step 5: rank 0 may be writing the step-4 checkpoint when mpirun ends it.
-        var killed = MpiJob.Run(2, [.. common, "--checkpoint-dir", interrupted, "--die-rank", "1", "--die-step", "4"]);
+        // Rank 1 SIGKILLs itself after step 5; rank 0 alone wrote the checkpoints of steps 2 and 4.
+        var killed = MpiJob.Run(2, [.. common, "--out-dir", interrupted, "--die-rank", "1", "--die-step", "5"]);
         Assert.NotEqual(0, killed.ExitCode);
         Assert.Contains("process rank 1", killed.StdOut + killed.StdErr, StringComparison.Ordinal);
-        Assert.True(File.Exists(Path.Combine(interrupted, "latest.ckpt")), "no complete checkpoint survived");
+        Assert.Contains("step-00000004.ckpt", Directory.GetFiles(Path.Combine(interrupted, "checkpoints")).Select(Path.GetFileName));
 
-        var otherWorld = MpiJob.Run(3, [.. common, "--checkpoint-dir", interrupted, "--resume", "true"]);
+        var otherWorld = MpiJob.Run(3, [.. common, "--out-dir", interrupted, "--resume", "true"]);
         Assert.Equal(3, otherWorld.ExitCode);
         Assert.Contains("resume with the same world size", otherWorld.StdErr, StringComparison.Ordinal);
 
-        var resumed = MpiJob.Run(2, [.. common, "--checkpoint-dir", interrupted, "--resume", "true", "--out", Path.Combine(temp.Path, "b.bin")]);
+        var resumed = MpiJob.Run(2, [.. common, "--out-dir", interrupted, "--resume", "true", "--out", Path.Combine(temp.Path, "b.bin")]);
         Assert.True(resumed.ExitCode == 0, resumed.StdOut + resumed.StdErr);
-        Assert.DoesNotContain("step 1 loss", resumed.StdOut, StringComparison.Ordinal);
+        Assert.Equal([5.0, 6.0], StepNumbers(resumed.StdOut));
         Assert.Equal(File.ReadAllBytes(Path.Combine(temp.Path, "a.bin")), File.ReadAllBytes(Path.Combine(temp.Path, "b.bin")));
     }
 
@@ -140,6 +154,10 @@ public sealed partial class MpiTrainingTests
 
     private static double[] Losses(string output) => StepLoss().Matches(output)
         .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture))
+        .ToArray();
+
+    private static double[] StepNumbers(string output) => StepLoss().Matches(output)
+        .Select(m => double.Parse(m.Groups[0].Value.Split(' ')[1], CultureInfo.InvariantCulture))
         .ToArray();
 
     [GeneratedRegex(@"step \d+ loss (\S+)")]
