@@ -66,7 +66,7 @@ internal static class DistributedBenchmarks
         var steps = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10;
         using var group = ProcessGroup.Create();
         torch.set_num_threads(1); // one thread per rank: 2 ranks use this machine's 2 cores, 1 rank one of them
-        var config = VisionLanguageModelConfig.Small(30522);
+        var config = Clip3dConfig.Tiny(30522);
         torch.random.manual_seed(1);
         using var model = new DualEncoderModel(config);
         model.train();
@@ -88,7 +88,7 @@ internal static class DistributedBenchmarks
             using var scope = NewDisposeScope();
             var clock = Stopwatch.StartNew();
             optimizer.zero_grad();
-            var output = loss.forward(new ContrastiveInput(model.EncodeVolumes(volumes), model.EncodeTexts(ids, mask), model.ScaleFactor()));
+            var output = loss.forward(new ContrastiveInput(model.EncodeImages(volumes), model.EncodeTexts(ids, mask), model.LogitScale()));
             output.Total.backward();
             var backward = clock.Elapsed.TotalSeconds;
             dataParallel.AllReduceGradients();
@@ -107,7 +107,7 @@ internal static class DistributedBenchmarks
         {
             var parameterCount = parameters.Sum(p => p.numel());
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"clip3d small ({parameterCount / 1e6:F2} M parameters, {parameterCount * 4 / 1e6:F1} MB of gradients), {group.WorldSize} rank(s), per-rank batch {perRank}: " +
+                $"clip3d tiny, the demo size ({parameterCount / 1e6:F2} M parameters, {parameterCount * 4 / 1e6:F1} MB of gradients), {group.WorldSize} rank(s), per-rank batch {perRank}: " +
                 $"step median {Median(compute.Zip(communicate, (a, b) => a + b)) * 1e3:F1} ms, of which gradient all-reduce {Median(communicate) * 1e3:F1} ms; " +
                 $"global batch {perRank * group.WorldSize}"));
         }

@@ -13,7 +13,7 @@ public sealed class TrainUnderMpiTests
         var output = dir.File("run");
         var info = new ProcessStartInfo("mpirun") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
         foreach (var a in (string[])["-np", "2", "--oversubscribe", "--bind-to", "none", "dotnet", Path.Combine(AppContext.BaseDirectory, "MedVlp.Cli.dll"),
-            "train", "--recipe", "clip3d-tiny", "--synthetic", "24", "--steps", "3", "--batch", "4", "--checkpoint-every", "1",
+            "train", "--recipe", "clip3d-test", "--synthetic", "24", "--steps", "3", "--batch", "4", "--checkpoint-every", "1",
             "--out", output, "--vocab", TestData.File("bert/vocab.txt")])
         {
             info.ArgumentList.Add(a);

@@ -107,9 +107,9 @@ internal static class TrainLoop
             {
                 var index = tensor(mine);
                 optimizer.zero_grad();
-                var image = model.Module.EncodeVolumes(volumes.index_select(0, index));
-                var text = model.Module.EncodeTexts(idsAll.index_select(0, index), maskAll.index_select(0, index));
-                var result = loss.forward(new ContrastiveInput(image, text, model.Module.ScaleFactor()));
+                var image = model.DualEncoder.EncodeImages(volumes.index_select(0, index));
+                var text = model.DualEncoder.EncodeTexts(idsAll.index_select(0, index), maskAll.index_select(0, index));
+                var result = loss.forward(new ContrastiveInput(image, text, model.DualEncoder.LogitScale()));
                 result.Total.backward();
                 dataParallel.AllReduceGradients();
                 nn.utils.clip_grad_norm_(parameters, 1.0);
@@ -151,9 +151,9 @@ internal static class TrainLoop
     private static bool Decays(Tensor parameter) => parameter.dim() >= 2;
 
     /// <summary>The tiny clip3d configuration of the tests (dropout off, so ranks and batch sizes can be compared exactly).</summary>
-    private static VisionLanguageModelConfig Config(int vocabularySize, int size) => new()
+    private static Clip3dConfig Config(int vocabularySize, int size) => new()
     {
-        Volume = new VolumeEncoderConfig { InputSize = size, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+        Volume = new VolumeTransformerConfig { InputSize = size, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
         Text = new BertConfig
         {
             VocabSize = vocabularySize,

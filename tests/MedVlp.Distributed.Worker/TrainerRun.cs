@@ -31,9 +31,9 @@ internal static class TrainerRun
         TorchSharp.torch.set_num_threads(1);
 
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(vocab);
-        var config = new VisionLanguageModelConfig
+        var config = new Clip3dConfig
         {
-            Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+            Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
             Text = new BertConfig
             {
                 VocabSize = tokenizer.VocabularySize, HiddenSize = 16, NumHiddenLayers = 1, NumAttentionHeads = 2, IntermediateSize = 32,

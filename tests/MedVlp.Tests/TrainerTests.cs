@@ -28,7 +28,7 @@ public sealed class TrainerTests
         }
 
         var reports = cases.Select((c, i) => withImageOnly && i % 3 == 2 ? "" : c.Report).ToArray();
-        return new TrainingBatchCollator(model.Tokenizer, model.Config.MaxTextTokens).Collate(volumes, null, reports, 1, Enumerable.Range(start, count).ToArray());
+        return new TrainingBatchCollator(model.Tokenizer, model.DualEncoder.MaxTextTokens).Collate(volumes, null, reports, 1, Enumerable.Range(start, count).ToArray());
     }
 
     private static Dictionary<string, float[]> Weights(nn.Module module) =>
@@ -40,7 +40,7 @@ public sealed class TrainerTests
         module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().to_type(ScalarType.Float64).data<double>().ToArray());
 
     private static DualEncoderObjective ClipSiglip(VisionLanguageModel model) =>
-        new DualEncoderObjective(model.Module, new CompositeLoss<ContrastiveInput>("both").Add("clip", new ClipLoss()).Add("siglip", new SigLipLoss(), weight: 0.5), learnLogitBias: true);
+        new DualEncoderObjective(model, new CompositeLoss<ContrastiveInput>("both").Add("clip", new ClipLoss()).Add("siglip", new SigLipLoss(), weight: 0.5), learnLogitBias: true);
 
     [Fact]
     public void SchedulesEqualPyTorchSchedulers()
@@ -139,7 +139,7 @@ public sealed class TrainerTests
 
         var frozenModesDuringTraining = new List<bool>();
         using var data = new PreparedTrainingData([.. Cases.Value.Select(c => c.Volume)], [.. Cases.Value.Select(c => c.Report)],
-            v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.Config.MaxTextTokens), 8, seed: 1);
+            v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.DualEncoder.MaxTextTokens), 8, seed: 1);
         trainer.Fit(data, progress: new SyncProgress<TrainingProgress>(_ => frozenModesDuringTraining.Add(textModel.training)));
 
         Assert.Equal([false, false, false], frozenModesDuringTraining); // frozen parts stay in eval mode
@@ -206,7 +206,7 @@ public sealed class TrainerTests
             };
             using var trainer = new Trainer(objective, options);
             using var data = new PreparedTrainingData([.. Cases.Value.Select(c => c.Volume)], [.. Cases.Value.Select(c => c.Report)],
-                v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.Config.MaxTextTokens), 4, seed: 1);
+                v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.DualEncoder.MaxTextTokens), 4, seed: 1);
             var summary = trainer.Fit(data, token => trainer.ValidationLoss(data, token));
 
             Assert.Equal(5, summary.StepsDone);
@@ -243,10 +243,10 @@ public sealed class TrainerTests
     public void EarlyStoppingEndsTheRunWhenTheMetricStopsImproving()
     {
         using var model = TestModels.TinyModel(seed: 2);
-        using var objective = new DualEncoderObjective(model.Module, new ClipLoss());
+        using var objective = new DualEncoderObjective(model, new ClipLoss());
         using var trainer = new Trainer(objective, new TrainerOptions { Steps = 20, EvaluateEvery = 1, EarlyStoppingPatience = 2, BestMetric = "score", HigherIsBetter = true });
         using var data = new PreparedTrainingData([.. Cases.Value.Select(c => c.Volume)], [.. Cases.Value.Select(c => c.Report)],
-            v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.Config.MaxTextTokens), 4, seed: 1);
+            v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.DualEncoder.MaxTextTokens), 4, seed: 1);
         var scores = new Queue<double>([0.1, 0.5, 0.4, 0.45, 0.9]);
         var summary = trainer.Fit(data, _ => new Dictionary<string, double> { ["score"] = scores.Dequeue() });
         Assert.True(summary.StoppedEarly);
@@ -268,7 +268,7 @@ public sealed class TrainerTests
                 var options = new TrainerOptions { Steps = steps, OutputDirectory = dir, CheckpointEvery = 1, Resume = resume, Seed = 9, EmaDecay = 0.5 };
                 using var trainer = new Trainer(objective, options);
                 using var data = new PreparedTrainingData([.. Cases.Value.Select(c => c.Volume)], [.. Cases.Value.Select(c => c.Report)],
-                    v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.Config.MaxTextTokens, 0.5, seed: 9), 4, seed: 1);
+                    v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.DualEncoder.MaxTextTokens, 0.5, seed: 9), 4, seed: 1);
                 using var stop = new CancellationTokenSource();
                 try
                 {

@@ -90,7 +90,7 @@ internal static class DemoCommand
 
             using var data = new PreparedTrainingData([.. trainCases.Select(c => c.Volume)], [.. trainCases.Select(c => c.Report)],
                 v => model.PrepareVolumesForTraining(v, cancellationToken),
-                new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens, recipe.Data.SentenceSubsetProbability, seed), batchSize, seed, cancellationToken);
+                new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, seed), batchSize, seed, cancellationToken);
             var training = ctx.AddTask("Training", maxValue: trainer.TotalSteps(data));
             summary = trainer.Fit(data, progress: new InlineProgress<TrainingProgress>(p =>
             {

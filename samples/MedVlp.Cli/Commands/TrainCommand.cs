@@ -141,7 +141,7 @@ internal static class TrainCommand
 
         using var model = recipe.CreateModel(tokenizer, device: device);
         using var objective = recipe.CreateObjective(model, group);
-        var collator = new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens, recipe.Data.SentenceSubsetProbability, recipe.Seed);
+        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
         ITrainingData data;
         ITrainingData? validation = null;
         IReadOnlyList<SyntheticBrainCase> heldOut = [];
@@ -167,7 +167,7 @@ internal static class TrainCommand
                 if (heldOut.Count >= 2)
                 {
                     var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(c => c.Report)],
-                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens),
+                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens),
                         Math.Max(1, Math.Min(recipe.Data.BatchSize, heldOut.Count / group.WorldSize)), recipe.Seed, cancellationToken)
                     {
                         ShardIndex = group.Rank, ShardCount = group.WorldSize,
@@ -198,7 +198,7 @@ internal static class TrainCommand
                         DropLast = true, ShardIndex = group.Rank, ShardCount = group.WorldSize,
                     };
                     validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, model.Preprocessing, valOptions),
-                        new TrainingBatchCollator(tokenizer, model.Config.MaxTextTokens));
+                        new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens));
                 }
             }
 

@@ -38,7 +38,7 @@ public sealed class VolumeBatch
 
     /// <summary>
     /// Stacks the volumes into a <c>[batch, frames, k, j, i]</c> float32 tensor (the channel axis holds the frames), on
-    /// <paramref name="device"/> (CPU when null). The caller owns the tensor.
+    /// <paramref name="device"/> (CPU when null), with <see cref="Collator.CollateVolumes"/>. The caller owns the tensor.
     /// </summary>
     /// <exception cref="InvalidOperationException">The volumes differ in shape (the pipeline should end in a fixed size).</exception>
     public Tensor ToTensor(Device? device = null) => ToTensor(device, 0);
@@ -49,31 +49,13 @@ public sealed class VolumeBatch
     public Tensor ToTensor(Device? device, int view)
     {
         var volumes = Samples.Select(s => view < s.Views.Count ? s.Views[view] : throw new ArgumentOutOfRangeException(nameof(view), view, $"The examples have {s.Views.Count} view(s).")).ToArray();
-        var first = volumes[0];
-        for (var n = 0; n < volumes.Length; n++)
+        try
         {
-            if (volumes[n].Shape != first.Shape || volumes[n].Frames != first.Frames)
-            {
-                throw new InvalidOperationException($"Cannot stack volumes of shapes {first.Shape}x{first.Frames} and {volumes[n].Shape}x{volumes[n].Frames} ({Samples[n].Entry.Path}); end the pipeline with a fixed-size step such as crop_or_pad.");
-            }
+            return Collator.CollateVolumes(volumes, null, device);
         }
-
-        var per = first.Data.Length;
-        var data = GC.AllocateUninitializedArray<float>(per * Samples.Count);
-        for (var n = 0; n < Samples.Count; n++)
+        catch (ArgumentException ex)
         {
-            volumes[n].Data.Span.CopyTo(data.AsSpan(n * per, per));
-        }
-
-        var t = tensor(data, [Samples.Count, first.Frames, first.Shape.Z, first.Shape.Y, first.Shape.X], ScalarType.Float32);
-        if (device is null || device.type == DeviceType.CPU)
-        {
-            return t;
-        }
-
-        using (t)
-        {
-            return t.to(device);
+            throw new InvalidOperationException($"Batch {Index} of epoch {Epoch}: {ex.Message}", ex);
         }
     }
 }

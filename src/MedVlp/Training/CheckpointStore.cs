@@ -122,6 +122,12 @@ public sealed class CheckpointStore
             File.Delete(old);
         }
 
+        // Temporary files of writes that a crash interrupted.
+        foreach (var stale in System.IO.Directory.EnumerateFiles(Directory, "*.tmp"))
+        {
+            File.Delete(stale);
+        }
+
         return target;
     }
 

@@ -36,12 +36,12 @@ public sealed class TrainableParameters
     /// <param name="model">The model.</param>
     /// <param name="loss">The loss module.</param>
     /// <param name="noWeightDecay">The names (relative to a module) of its parameters that take no weight decay; defaults to
-    /// <see cref="DefaultNoWeightDecay"/>.</param>
+    /// what the modules declare (<see cref="Modeling.Blocks.NoWeightDecay.ParameterNames"/>).</param>
     public static TrainableParameters Collect(nn.Module model, nn.Module loss, Func<nn.Module, IReadOnlySet<string>>? noWeightDecay = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(loss);
-        noWeightDecay ??= DefaultNoWeightDecay;
+        noWeightDecay ??= Modeling.Blocks.NoWeightDecay.ParameterNames;
         var decay = new List<(string, Parameter)>();
         var noDecay = new List<(string, Parameter)>();
         var frozen = 0;
@@ -64,11 +64,10 @@ public sealed class TrainableParameters
     }
 
     /// <summary>
-    /// The rule for modules that declare nothing: weight matrices decay; vectors and scalars (biases, norm scales,
-    /// temperatures) and position/class/latent token embeddings do not (timm's and open_clip's convention; MedBLIP: none
-    /// on bias and LayerNorm).
+    /// A name-based rule for models without declarations: weight matrices decay; vectors and scalars (biases, norm
+    /// scales, temperatures) and position/class/latent token embeddings do not (timm's and open_clip's convention).
     /// </summary>
-    public static IReadOnlySet<string> DefaultNoWeightDecay(nn.Module module)
+    public static IReadOnlySet<string> NameBasedNoWeightDecay(nn.Module module)
     {
         ArgumentNullException.ThrowIfNull(module);
         return module.named_parameters()

@@ -60,7 +60,8 @@ public sealed class TrainerOptions
     /// <summary>Redraw the plots every this many steps (default 50; they are always drawn at the end).</summary>
     public int PlotEvery { get; init; } = 50;
 
-    /// <summary>Names the parameters of a module that take no weight decay; defaults to <see cref="TrainableParameters.DefaultNoWeightDecay"/>.</summary>
+    /// <summary>Names the parameters of a module that take no weight decay; defaults to what the modules declare
+    /// (<see cref="Modeling.Blocks.NoWeightDecay.ParameterNames"/>).</summary>
     public Func<TorchSharp.torch.nn.Module, IReadOnlySet<string>>? NoWeightDecay { get; init; }
 
     /// <summary>

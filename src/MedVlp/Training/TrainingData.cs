@@ -30,28 +30,39 @@ public interface ITrainingData
 /// </summary>
 public sealed partial class TrainingBatchCollator
 {
-    private readonly TextTokenizer _tokenizer;
-    private readonly int _maxTokens;
+    private readonly Collator _collator;
+    private readonly TextCollation _text;
     private readonly double _sentenceSubset;
     private readonly int _seed;
 
-    /// <summary>Creates a collator.</summary>
+    /// <summary>Creates a collator over one tokenizer.</summary>
     /// <param name="tokenizer">The report tokenizer.</param>
     /// <param name="maxTokens">Longest token sequence.</param>
+    /// <param name="sentenceSubsetProbability">Probability of training on a random subset of a report's sentences.</param>
+    /// <param name="seed">The seed of the text augmentation.</param>
+    public TrainingBatchCollator(TextTokenizer tokenizer, int maxTokens, double sentenceSubsetProbability = 0, int seed = 0)
+        : this(new Collator(tokenizer), new TextCollation { MaxTokens = maxTokens }, sentenceSubsetProbability, seed)
+    {
+    }
+
+    /// <summary>Creates a collator on the model's public <see cref="Collator"/> (for example <see cref="VisionLanguageModel.Collator"/>).</summary>
+    /// <param name="collator">Tokenises the reports.</param>
+    /// <param name="text">Token count, padding side and tokenizer.</param>
     /// <param name="sentenceSubsetProbability">Probability that a report is replaced, for one step, by a random non-empty subset
     /// of its sentences (kept in order): a short prompt and a full report then mean the same. 0 disables it.</param>
     /// <param name="seed">The seed of the text augmentation.</param>
-    public TrainingBatchCollator(TextTokenizer tokenizer, int maxTokens, double sentenceSubsetProbability = 0, int seed = 0)
+    public TrainingBatchCollator(Collator collator, TextCollation text, double sentenceSubsetProbability = 0, int seed = 0)
     {
-        ArgumentNullException.ThrowIfNull(tokenizer);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 2);
+        ArgumentNullException.ThrowIfNull(collator);
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentOutOfRangeException.ThrowIfLessThan(text.MaxTokens, 2);
         if (sentenceSubsetProbability is < 0 or > 1)
         {
             throw new ArgumentOutOfRangeException(nameof(sentenceSubsetProbability), sentenceSubsetProbability, "must be in [0, 1].");
         }
 
-        _tokenizer = tokenizer;
-        _maxTokens = maxTokens;
+        _collator = collator;
+        _text = text;
         _sentenceSubset = sentenceSubsetProbability;
         _seed = seed;
     }
@@ -79,10 +90,8 @@ public sealed partial class TrainingBatchCollator
             texts[n] = paired[n] ? Augment(reports[n], new Random(TrainingSeeds.Derive(_seed, epoch, keys[n], 7))) : "";
         }
 
-        var encoded = _tokenizer.EncodeBatch(texts, _maxTokens);
-        var ids = tensor(encoded.Ids.ToArray(), [encoded.BatchSize, encoded.SequenceLength], device: volumes.device);
-        var mask = tensor(encoded.AttentionMask.ToArray(), [encoded.BatchSize, encoded.SequenceLength], device: volumes.device);
-        return new TrainingBatch(volumes, secondViews, ids, mask, paired);
+        var inputs = _collator.CollateTexts(texts, _text, volumes.device);
+        return new TrainingBatch(volumes, secondViews, inputs.InputIds, inputs.AttentionMask, paired);
     }
 
     private string Augment(string text, Random random)

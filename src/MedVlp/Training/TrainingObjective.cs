@@ -93,7 +93,16 @@ public sealed class DualEncoderObjective : TrainingObjective
     /// <param name="learnLogitBias">Give the loss a learnable logit bias (SigLIP's, initialised to -10): a parameter of the
     /// loss, not of the model, optimised with it.</param>
     public DualEncoderObjective(Modeling.DualEncoderModel model, VlpLoss<ContrastiveInput> loss, bool learnLogitBias = false)
-        : this(model, model.EncodeVolumes, model.EncodeTexts, model.ScaleFactor, loss, learnLogitBias)
+        : this(model, model.EncodeImages, model.EncodeTexts, model.LogitScale, loss, learnLogitBias)
+    {
+    }
+
+    /// <summary>Creates the objective for <paramref name="model"/>'s dual encoder.</summary>
+    /// <param name="model">A model whose architecture is a dual encoder (<see cref="VisionLanguageModel.DualEncoder"/>).</param>
+    /// <param name="loss">The contrastive loss.</param>
+    /// <param name="learnLogitBias">Give the loss a learnable logit bias (SigLIP's).</param>
+    public DualEncoderObjective(VisionLanguageModel model, VlpLoss<ContrastiveInput> loss, bool learnLogitBias = false)
+        : this(Checked(model).Module, model.DualEncoder.EncodeImages, model.DualEncoder.EncodeTexts, model.DualEncoder.LogitScale, loss, learnLogitBias)
     {
     }
 
@@ -109,6 +118,12 @@ public sealed class DualEncoderObjective : TrainingObjective
         _encodeTexts = encodeTexts;
         _logitScale = logitScale;
         _loss = loss;
+    }
+
+    private static VisionLanguageModel Checked(VisionLanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model;
     }
 
     /// <summary>The learnable logit bias, when the objective has one.</summary>

@@ -36,8 +36,8 @@ public sealed record TrainingRecipe
     /// <summary>The architecture (<c>clip3d</c>: a 3D ViT + BERT dual encoder).</summary>
     public string Architecture { get; init; } = "clip3d";
 
-    /// <summary>The size: <c>tiny</c> (tests), <c>small</c> (the demo's).</summary>
-    public string Size { get; init; } = "small";
+    /// <summary>The size: the registry's <c>tiny</c> (the demo's) or <c>full</c>, or <c>test</c> (16^3 input, seconds per epoch).</summary>
+    public string Size { get; init; } = "tiny";
 
     /// <summary>The losses and their weights (a composite when there are several).</summary>
     public IReadOnlyList<ObjectiveSettings> Objectives { get; init; } = [new ObjectiveSettings()];
@@ -97,15 +97,15 @@ public sealed record TrainingRecipe
         {
             Name = "clip3d-demo",
             Description = "The demo: small 3D ViT + BERT, CLIP InfoNCE, AdamW 1e-3, warm-up + cosine, 14 epochs of batch 32 (MedBLIP-style preprocessing at 32^3).",
-            Size = "small",
+            Size = "tiny",
             Epochs = 14,
             Data = new DataSettings { BatchSize = 32, SentenceSubsetProbability = 0.5 },
         },
         new()
         {
-            Name = "clip3d-tiny",
-            Description = "A tiny CLIP model for tests and smoke runs: a few seconds per epoch on a CPU.",
-            Size = "tiny",
+            Name = "clip3d-test",
+            Description = "A very small CLIP model (16^3 input) for tests and smoke runs: seconds per epoch on a CPU.",
+            Size = "test",
             Epochs = 2,
             Data = new DataSettings { BatchSize = 8, SentenceSubsetProbability = 0.5 },
         },
@@ -113,7 +113,7 @@ public sealed record TrainingRecipe
         {
             Name = "clip3d-siglip-staged",
             Description = "Two stages in PRIOR's manner: CLIP alone, then CLIP + SigLIP (learnable logit bias in the loss) at half the learning rate.",
-            Size = "small",
+            Size = "tiny",
             Objectives = [new ObjectiveSettings { Name = "clip", Loss = "clip" }, new ObjectiveSettings { Name = "siglip", Loss = "siglip", Weight = 0 }],
             Stages =
             [
@@ -126,7 +126,7 @@ public sealed record TrainingRecipe
         {
             Name = "clip3d-sgdr",
             Description = "M-FLAG's schedule on the clip3d model: AdamW 2e-5-style decay 0.05 with cosine warm restarts (cycles of 100 steps, doubling).",
-            Size = "small",
+            Size = "tiny",
             Epochs = 12,
             Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycle = 100, CycleMultiplier = 2 },
             Data = new DataSettings { BatchSize = 32, SentenceSubsetProbability = 0.5 },
@@ -187,9 +187,9 @@ public sealed record TrainingRecipe
             Fail("architecture", $"unknown architecture \"{Architecture}\"; available: clip3d");
         }
 
-        if (Size is not ("tiny" or "small"))
+        if (Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full))
         {
-            Fail("size", $"unknown size \"{Size}\"; expected \"tiny\" or \"small\"");
+            Fail("size", $"unknown size \"{Size}\"; expected \"test\", \"tiny\" or \"full\"");
         }
 
         if (Objectives is null || Objectives.Count == 0)
@@ -327,11 +327,11 @@ public sealed record TrainingRecipe
     }
 
     /// <summary>The model configuration of <see cref="Size"/> over a vocabulary.</summary>
-    public VisionLanguageModelConfig ModelConfig(int vocabularySize) => Size switch
+    public Clip3dConfig ModelConfig(int vocabularySize) => Size switch
     {
-        "tiny" => new VisionLanguageModelConfig
+        "test" => new Clip3dConfig
         {
-            Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+            Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
             Text = new BertConfig
             {
                 VocabSize = vocabularySize, HiddenSize = 16, NumHiddenLayers = 1, NumAttentionHeads = 2, IntermediateSize = 32, MaxPositionEmbeddings = 128,
@@ -341,7 +341,8 @@ public sealed record TrainingRecipe
             TextPooling = TextPooling.Mean,
             MaxTextTokens = 128,
         },
-        _ => VisionLanguageModelConfig.Small(vocabularySize),
+        ModelRegistry.Full => Clip3dConfig.Full(vocabularySize),
+        _ => Clip3dConfig.Tiny(vocabularySize),
     };
 
     /// <summary>MedBLIP's preprocessing (min-max, aspect-keeping trilinear resize, centred zero pad) at the model's input size.</summary>
@@ -370,7 +371,7 @@ public sealed record TrainingRecipe
         if (Objectives.Count == 1)
         {
             var only = Objectives[0];
-            return new DualEncoderObjective(model.Module, CreateLoss(only, group), learnLogitBias: siglip);
+            return new DualEncoderObjective(model, CreateLoss(only, group), learnLogitBias: siglip);
         }
 
         var composite = new CompositeLoss<ContrastiveInput>(Name);
@@ -379,7 +380,7 @@ public sealed record TrainingRecipe
             composite.Add(o.Name, CreateLoss(o, group), o.Weight);
         }
 
-        return new DualEncoderObjective(model.Module, composite, learnLogitBias: siglip);
+        return new DualEncoderObjective(model, composite, learnLogitBias: siglip);
     }
 
     /// <summary>The trainer options of this recipe, with the run's overrides.</summary>
