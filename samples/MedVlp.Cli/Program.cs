@@ -1,13 +1,16 @@
-using System.CommandLine;
 using MedVlp.Cli.Commands;
 
-var root = new RootCommand("medvlp: 3D medical volumes and vision-language models from the command line.");
+var root = MedVlp.Cli.CommandLine.CreateRoot("medvlp: 3D medical volumes and vision-language models from the command line.");
+var demo = DemoCommand.Create();
+var zeroShot = ZeroShotCommand.Create();
+var model = ModelCommand.Create();
+var train = TrainCommand.Create();
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
 root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
-root.Subcommands.Add(DemoCommand.Create());
-root.Subcommands.Add(ZeroShotCommand.Create());
-root.Subcommands.Add(TrainCommand.Create());
-root.Subcommands.Add(ModelCommand.Create());
-return root.Parse(args).Invoke();
+root.Subcommands.Add(demo);
+root.Subcommands.Add(zeroShot);
+root.Subcommands.Add(model);
+root.Subcommands.Add(train);
+return MedVlp.Cli.CommandLine.Run(root, args, needLibTorch: [demo, zeroShot, model, train]);

@@ -21,12 +21,12 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => "medvlp-demo" };
+        var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => CliPaths.DefaultDemoFolder };
         var seed = new Option<int>("--seed") { Description = "Seed of data, weights and training.", DefaultValueFactory = _ => 42 };
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt, bert-base-uncased)." };
         var train = new Option<int>("--train") { Description = "Training pairs.", DefaultValueFactory = _ => 480 };
         var test = new Option<int>("--test") { Description = "Held-out volumes (a multiple of 3 keeps the classes balanced).", DefaultValueFactory = _ => 90 };
-        var epochs = new Option<int>("--epochs") { Description = "Training epochs (the clip3d-demo recipe's 14 by default).", DefaultValueFactory = _ => TrainingRecipe.Resolve("clip3d-demo").Epochs };
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs (the clip3d-demo recipe's 16 by default).", DefaultValueFactory = _ => TrainingRecipe.Resolve("clip3d-demo").Epochs };
         var threads = new Option<int>("--threads")
         {
             Description = "libtorch intra-op threads (default 1: the demo's tensors are small and extra threads mostly wait on each other).",

@@ -96,9 +96,9 @@ public sealed record TrainingRecipe
         new()
         {
             Name = "clip3d-demo",
-            Description = "The demo: small 3D ViT + BERT, CLIP InfoNCE, AdamW 1e-3, warm-up + cosine, 14 epochs of batch 32 (MedBLIP-style preprocessing at 32^3).",
+            Description = "The demo: the tiny clip3d (3D ViT + BERT), CLIP InfoNCE, AdamW 1e-3, warm-up + cosine, 16 epochs of batch 32 (MedBLIP-style preprocessing at 32^3).",
             Size = "tiny",
-            Epochs = 14,
+            Epochs = 16,
             Data = new DataSettings { BatchSize = 32, SentenceSubsetProbability = 0.5 },
         },
         new()
