@@ -21,6 +21,13 @@ if (args.Length > 0 && args[0] == "retrieval")
     return;
 }
 
+// Data-parallel measures (run alone and under mpirun): bash benchmarks/distributed.sh
+if (args.Length > 0 && args[0] is "mpi-allreduce" or "mpi-step")
+{
+    (args[0] == "mpi-allreduce" ? (Action<string[]>)DistributedBenchmarks.AllReduce : DistributedBenchmarks.Step)(args[1..]);
+    return;
+}
+
 if (args.Length > 0 && args[0] == "train-step")
 {
     TrainStepSideBySide.Run(

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using MedVlp.Data;
+using MedVlp.Distributed;
 using MedVlp.Synthetic;
 using MedVlp.Text;
 using MedVlp.Training;
@@ -101,19 +102,45 @@ internal static class TrainCommand
     private static int Run(TrainingRecipe recipe, string? manifestPath, int? syntheticCount, string outDir, bool resume, string deviceName, string? vocabPath,
         CancellationToken cancellationToken)
     {
+        // Under mpirun/srun every rank runs this command; alone it is a job of one process.
+        using var group = ProcessGroup.Create();
+        if (group.WorldSize == 1)
+        {
+            return Run(recipe, manifestPath, syntheticCount, outDir, resume, deviceName, vocabPath, group, cancellationToken);
+        }
+
+        try
+        {
+            return Run(recipe, manifestPath, syntheticCount, outDir, resume, deviceName, vocabPath, group, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            // Never leave the other ranks waiting in a collective: end the whole job, naming this rank.
+            group.Abort(1, e.Message);
+            throw;
+        }
+    }
+
+    private static int Run(TrainingRecipe recipe, string? manifestPath, int? syntheticCount, string outDir, bool resume, string deviceName, string? vocabPath,
+        ProcessGroup group, CancellationToken cancellationToken)
+    {
         var device = deviceName switch
         {
             "cpu" => TorchSharp.torch.CPU,
-            "cuda" when TorchSharp.torch.cuda.is_available() => TorchSharp.torch.CUDA,
+            "cuda" when TorchSharp.torch.cuda.is_available() => new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, group.LocalRank % Math.Max(1, TorchSharp.torch.cuda.device_count())),
             "cuda" => throw new ArgumentException("--device cuda: no CUDA device or CUDA libtorch is available; use --device cpu."),
             _ => throw new ArgumentException($"--device must be cpu or cuda, got \"{deviceName}\"."),
         };
         var clock = Stopwatch.StartNew();
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary());
         Directory.CreateDirectory(outDir);
-        File.WriteAllText(Path.Combine(outDir, "recipe.json"), recipe.ToJson());
+        if (group.IsMain)
+        {
+            File.WriteAllText(Path.Combine(outDir, "recipe.json"), recipe.ToJson());
+        }
+
         using var model = recipe.CreateModel(tokenizer, device: device);
-        using var objective = recipe.CreateObjective(model);
+        using var objective = recipe.CreateObjective(model, group);
         var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
         ITrainingData data;
         ITrainingData? validation = null;
@@ -131,14 +158,20 @@ internal static class TrainCommand
                 var cases = SyntheticBrainDataset.Generate(count, recipe.Seed, cancellationToken: cancellationToken);
                 heldOut = SyntheticBrainDataset.Generate(Math.Max(3, count / 6), recipe.Seed, firstIndex: count, cancellationToken: cancellationToken);
                 var train = new PreparedTrainingData([.. cases.Select(c => c.Volume)], [.. cases.Select(c => c.Report)],
-                    v => model.PrepareVolumesForTraining(v, cancellationToken), collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken);
+                    v => model.PrepareVolumesForTraining(v, cancellationToken), collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken)
+                {
+                    ShardIndex = group.Rank, ShardCount = group.WorldSize,
+                };
                 disposables.Add(train);
                 data = train;
                 if (heldOut.Count >= 2)
                 {
                     var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(c => c.Report)],
                         v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens),
-                        Math.Min(recipe.Data.BatchSize, heldOut.Count), recipe.Seed, cancellationToken);
+                        Math.Max(1, Math.Min(recipe.Data.BatchSize, heldOut.Count / group.WorldSize)), recipe.Seed, cancellationToken)
+                    {
+                        ShardIndex = group.Rank, ShardCount = group.WorldSize,
+                    };
                     disposables.Add(val);
                     validation = val;
                 }
@@ -154,20 +187,22 @@ internal static class TrainCommand
                 var options = new VolumeLoaderOptions
                 {
                     BatchSize = recipe.Data.BatchSize, Workers = recipe.Data.Workers, PrefetchBatches = recipe.Data.Prefetch, Seed = recipe.Seed, DropLast = true,
+                    ShardIndex = group.Rank, ShardCount = group.WorldSize,
                 };
                 data = new LoaderTrainingData(new VolumeDataLoader(trainEntries, pipeline, options), collator);
                 if (valEntries.Count >= 2)
                 {
                     var valOptions = new VolumeLoaderOptions
                     {
-                        BatchSize = Math.Min(recipe.Data.BatchSize, valEntries.Count), Workers = recipe.Data.Workers, Shuffle = false, DropLast = true,
+                        BatchSize = Math.Max(1, Math.Min(recipe.Data.BatchSize, valEntries.Count / group.WorldSize)), Workers = recipe.Data.Workers, Shuffle = false,
+                        DropLast = true, ShardIndex = group.Rank, ShardCount = group.WorldSize,
                     };
                     validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, model.Preprocessing, valOptions),
                         new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens));
                 }
             }
 
-            using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(outDir, resume));
+            using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(outDir, resume, group));
             Func<CancellationToken, IReadOnlyDictionary<string, double>>? evaluate = null;
             if (validation is not null)
             {
@@ -185,10 +220,16 @@ internal static class TrainCommand
             }
 
             var total = trainer.TotalSteps(data);
+            if (!group.IsMain)
+            {
+                trainer.Fit(data, evaluate, cancellationToken: cancellationToken); // rank 0 reports and writes
+                return 0;
+            }
+
             var summary = RunWithProgress(trainer, data, evaluate, total, cancellationToken);
             var modelDir = Path.Combine(outDir, "model");
             model.Save(modelDir);
-            WriteSummary(recipe, summary, total, clock.Elapsed, outDir, modelDir, trainer);
+            WriteSummary(recipe, summary, total, clock.Elapsed, outDir, modelDir, trainer, group);
             return 0;
         }
         finally
@@ -233,9 +274,16 @@ internal static class TrainCommand
         return head + losses + eval;
     }
 
-    private static void WriteSummary(TrainingRecipe recipe, TrainingSummary summary, long total, TimeSpan elapsed, string outDir, string modelDir, Trainer trainer)
+    private static void WriteSummary(TrainingRecipe recipe, TrainingSummary summary, long total, TimeSpan elapsed, string outDir, string modelDir, Trainer trainer,
+        ProcessGroup group)
     {
         var table = new Table().Title(Markup.Escape($"training summary: {recipe.Name}")).AddColumn("").AddColumn("");
+        if (group.WorldSize > 1)
+        {
+            table.AddRow("data parallel", Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"{group.WorldSize} ranks ({group.Backend}), global batch {recipe.Data.BatchSize * group.WorldSize} = {group.WorldSize} x {recipe.Data.BatchSize}")));
+        }
+
         var resumed = summary.ResumedFromStep > 0 ? string.Create(CultureInfo.InvariantCulture, $" (resumed at {summary.ResumedFromStep})") : "";
         table.AddRow("steps", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{summary.StepsDone}/{total}") + resumed));
         table.AddRow("trainable / frozen parameters", Markup.Escape(string.Create(CultureInfo.InvariantCulture,

@@ -35,6 +35,9 @@ public sealed record CheckpointInfo
 
     /// <summary>The metric value this checkpoint was evaluated at, or null.</summary>
     public double? Metric { get; init; }
+
+    /// <summary>The number of data-parallel processes of the run (1 alone); a run resumes only with the same number.</summary>
+    public int WorldSize { get; init; } = 1;
 }
 
 /// <summary>

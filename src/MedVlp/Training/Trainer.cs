@@ -27,6 +27,7 @@ public sealed partial class Trainer : IDisposable
     private readonly TorchSharp.Modules.OptimizerHelper _optimizer;
     private readonly TorchSharp.Modules.Parameter[] _parameters;
     private readonly ExponentialMovingAverage? _ema;
+    private readonly Distributed.DataParallel? _dataParallel;
     private bool _disposed;
 
     /// <summary>Creates a trainer.</summary>
@@ -59,8 +60,18 @@ public sealed partial class Trainer : IDisposable
         }
 
         _optimizer = _options.Optimizer.Create(Parameters);
+        if (_options.ProcessGroup is { WorldSize: > 1 } group)
+        {
+            // Every replica starts from rank 0's weights (and buffers), whatever seed built it.
+            _dataParallel = new Distributed.DataParallel(group, _parameters);
+            _dataParallel.BroadcastParameters([.. objective.Model.buffers(), .. objective.Loss.buffers()]);
+        }
+
         _ema = _options.EmaDecay is { } decay ? new ExponentialMovingAverage(_parameters, decay) : null;
     }
+
+    /// <summary>Whether this process writes checkpoints, metrics and plots: always alone, rank 0 in a data-parallel job.</summary>
+    public bool IsMainProcess => _options.ProcessGroup?.IsMain ?? true;
 
     /// <summary>The parameters being optimised.</summary>
     public TrainableParameters Parameters { get; }
@@ -98,10 +109,18 @@ public sealed partial class Trainer : IDisposable
         }
 
         var store = _options.OutputDirectory is { } dir ? new CheckpointStore(Path.Combine(dir, "checkpoints"), _options.KeepLastCheckpoints) : null;
-        var info = new CheckpointInfo { Seed = _options.Seed };
+        var worldSize = _options.ProcessGroup?.WorldSize ?? 1;
+        var info = new CheckpointInfo { Seed = _options.Seed, WorldSize = worldSize };
         var resumedFrom = 0L;
         if (_options.Resume && store?.LoadLatest() is { } latest)
         {
+            if (latest.Info.WorldSize != worldSize)
+            {
+                throw new InvalidOperationException(
+                    $"{latest.Path} was written by a run of {latest.Info.WorldSize} process(es); resume with the same world size, not {worldSize} " +
+                    "(each rank's data position depends on it).");
+            }
+
             Restore(latest.Content, latest.SectionsOffset);
             info = latest.Info;
             resumedFrom = info.Step;
@@ -112,7 +131,19 @@ public sealed partial class Trainer : IDisposable
             random.manual_seed(_options.Seed);
         }
 
-        using var metrics = _options.OutputDirectory is { } outDir ? new MetricsLog(Path.Combine(outDir, "metrics.jsonl"), resumedFrom) : null;
+        if (_options.ProcessGroup is { WorldSize: > 1 } group)
+        {
+            // Every rank must continue from rank 0's checkpoint (a folder all ranks share).
+            Span<long> rootStep = [resumedFrom];
+            group.Broadcast(rootStep);
+            if (rootStep[0] != resumedFrom)
+            {
+                throw new InvalidOperationException(
+                    $"Rank {group.Rank} resumes at step {resumedFrom} but rank 0 at step {rootStep[0]}: the output folder must be shared by all ranks.");
+            }
+        }
+
+        using var metrics = _options.OutputDirectory is { } outDir && IsMainProcess ? new MetricsLog(Path.Combine(outDir, "metrics.jsonl"), resumedFrom) : null;
         var history = new List<TrainingProgress>();
         IReadOnlyDictionary<string, double>? lastEval = null;
         var stoppedEarly = false;
@@ -209,7 +240,7 @@ public sealed partial class Trainer : IDisposable
                     BatchInEpoch = (int)(microIndex % data.BatchesPerEpoch),
                     Metric = metricValue,
                 };
-                if (store is not null && ((_options.CheckpointEvery > 0 && step % _options.CheckpointEvery == 0) || last || stoppedEarly))
+                if (store is not null && IsMainProcess && ((_options.CheckpointEvery > 0 && step % _options.CheckpointEvery == 0) || last || stoppedEarly))
                 {
                     var path = store.Save(info, WriteSections, isBest: metricValue is not null && info.BestStep == step);
                     LogCheckpoint(_logger, path);
@@ -307,6 +338,9 @@ public sealed partial class Trainer : IDisposable
             }
         }
 
+        // Data parallel: average the gradients over the ranks before clipping and the step, so every replica takes the same step.
+        _dataParallel?.AllReduceGradients();
+
         var scalars = output.ToScalars();
         if (!double.IsFinite(scalars["total"]))
         {
@@ -368,6 +402,7 @@ public sealed partial class Trainer : IDisposable
         _disposed = true;
         _optimizer.Dispose();
         _ema?.Dispose();
+        _dataParallel?.Dispose();
     }
 
     /// <summary>Train mode for the model and losses, except modules whose parameters are all frozen (they stay in eval mode).</summary>

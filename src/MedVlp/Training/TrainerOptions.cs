@@ -64,6 +64,15 @@ public sealed class TrainerOptions
     /// (<see cref="Modeling.Blocks.NoWeightDecay.ParameterNames"/>).</summary>
     public Func<TorchSharp.torch.nn.Module, IReadOnlySet<string>>? NoWeightDecay { get; init; }
 
+    /// <summary>
+    /// The data-parallel job (<see cref="Distributed.ProcessGroup.Create"/>); null or a single process trains alone. With
+    /// several processes every rank holds a replica: rank 0's weights are broadcast at the start, gradients are averaged
+    /// over the ranks after the backward (<see cref="Distributed.DataParallel"/>), only rank 0 writes checkpoints,
+    /// <c>metrics.jsonl</c> and plots, and on resume every rank reads rank 0's latest checkpoint (a shared folder; the same
+    /// world size). The data must be sharded by rank and the losses given a <see cref="Distributed.ProcessGroupGatherer"/>.
+    /// </summary>
+    public Distributed.ProcessGroup? ProcessGroup { get; init; }
+
     internal void Validate()
     {
         if (Steps < 0 || (Steps == 0 && Epochs < 1) || AccumulationSteps < 1 || CheckpointEvery < 0 || KeepLastCheckpoints < 1 || EvaluateEvery < 0 ||

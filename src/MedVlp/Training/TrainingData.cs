@@ -190,8 +190,26 @@ public sealed class PreparedTrainingData : ITrainingData, IDisposable
     /// <inheritdoc />
     public int BatchSize { get; }
 
+    /// <summary>This process's shard in a data-parallel job (its rank), 0 .. <see cref="ShardCount"/> - 1 (default 0).</summary>
+    public int ShardIndex { get; init; }
+
+    /// <summary>The number of shards (the world size, default 1). Step b's global batch is positions
+    /// [b*B*n, (b+1)*B*n) of the epoch order, and shard i takes every n-th of them from i (as <c>VolumeDataLoader</c>),
+    /// so n processes with batch B see, together, the batch one process with batch n*B sees.</summary>
+    public int ShardCount
+    {
+        get => _shardCount;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            _shardCount = value;
+        }
+    }
+
+    private readonly int _shardCount = 1;
+
     /// <inheritdoc />
-    public int BatchesPerEpoch => _reports.Length / BatchSize;
+    public int BatchesPerEpoch => _reports.Length / (BatchSize * ShardCount);
 
     /// <summary>The example order of an epoch.</summary>
     public int[] EpochOrder(int epoch)
@@ -204,11 +222,22 @@ public sealed class PreparedTrainingData : ITrainingData, IDisposable
     /// <inheritdoc />
     public IEnumerable<TrainingBatch> ReadEpoch(int epoch, int firstBatch, CancellationToken cancellationToken)
     {
+        if (ShardIndex < 0 || ShardIndex >= ShardCount)
+        {
+            throw new InvalidOperationException($"Shard index {ShardIndex} is outside 0 .. {ShardCount - 1}.");
+        }
+
         var order = EpochOrder(epoch);
+        var global = BatchSize * ShardCount;
         for (var b = firstBatch; b < BatchesPerEpoch; b++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var keys = order.AsSpan(b * BatchSize, BatchSize).ToArray();
+            var keys = new int[BatchSize];
+            for (var j = 0; j < BatchSize; j++)
+            {
+                keys[j] = order[(b * global) + (j * ShardCount) + ShardIndex];
+            }
+
             using var index = tensor(keys.Select(i => (long)i).ToArray());
             yield return _collator.Collate(_volumes.index_select(0, index), null, keys.Select(k => _reports[k]).ToArray(), epoch, keys);
         }

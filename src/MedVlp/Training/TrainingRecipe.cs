@@ -362,20 +362,22 @@ public sealed record TrainingRecipe
     }
 
     /// <summary>Creates the recipe's objective for <paramref name="model"/>.</summary>
-    public TrainingObjective CreateObjective(VisionLanguageModel model)
+    /// <param name="model">The model.</param>
+    /// <param name="group">The data-parallel job, so the contrastive losses see the global batch; null for one process.</param>
+    public TrainingObjective CreateObjective(VisionLanguageModel model, Distributed.ProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var siglip = Objectives.Any(o => o.Loss == "siglip");
         if (Objectives.Count == 1)
         {
             var only = Objectives[0];
-            return new DualEncoderObjective(model, CreateLoss(only), learnLogitBias: siglip);
+            return new DualEncoderObjective(model, CreateLoss(only, group), learnLogitBias: siglip);
         }
 
         var composite = new CompositeLoss<ContrastiveInput>(Name);
         foreach (var o in Objectives)
         {
-            composite.Add(o.Name, CreateLoss(o), o.Weight);
+            composite.Add(o.Name, CreateLoss(o, group), o.Weight);
         }
 
         return new DualEncoderObjective(model, composite, learnLogitBias: siglip);
@@ -384,8 +386,10 @@ public sealed record TrainingRecipe
     /// <summary>The trainer options of this recipe, with the run's overrides.</summary>
     /// <param name="outputDirectory">Where checkpoints, metrics and plots go (null for nowhere).</param>
     /// <param name="resume">Continue from the latest checkpoint.</param>
-    public TrainerOptions CreateTrainerOptions(string? outputDirectory, bool resume = false) => new()
+    /// <param name="group">The data-parallel job; null for one process.</param>
+    public TrainerOptions CreateTrainerOptions(string? outputDirectory, bool resume = false, Distributed.ProcessGroup? group = null) => new()
     {
+        ProcessGroup = group,
         Optimizer = Optimizer,
         Schedule = Schedule.Create(),
         Steps = Steps,
@@ -405,11 +409,16 @@ public sealed record TrainingRecipe
         EarlyStoppingPatience = EarlyStoppingPatience,
     };
 
-    private static VlpLoss<ContrastiveInput> CreateLoss(ObjectiveSettings o) => o.Loss switch
+    // CLIP: every rank scores the whole gathered batch, so the local rows' gradient times the world size is exact without a
+    // collective in the backward; SigLIP scores local rows against gathered texts, so its gather all-reduces in the backward.
+    private static VlpLoss<ContrastiveInput> CreateLoss(ObjectiveSettings o, Distributed.ProcessGroup? group) => o.Loss switch
     {
-        "siglip" => new SigLipLoss(),
-        _ => new ClipLoss(new ClipLossOptions { LabelSmoothing = o.LabelSmoothing }),
+        "siglip" => new SigLipLoss(new SigLipLossOptions { Gatherer = Gatherer(group, Distributed.GatheredGradient.AllReduced) }),
+        _ => new ClipLoss(new ClipLossOptions { LabelSmoothing = o.LabelSmoothing, Gatherer = Gatherer(group, Distributed.GatheredGradient.ScaledByWorldSize) }),
     };
+
+    private static Distributed.ProcessGroupGatherer? Gatherer(Distributed.ProcessGroup? group, Distributed.GatheredGradient gradient) =>
+        group is { WorldSize: > 1 } ? new Distributed.ProcessGroupGatherer(group, gradient) : null;
 }
 
 /// <summary>One loss of a recipe.</summary>
