@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MedVlp.Cli;
 using MedVlp.Cli.Commands;
 
 var root = new RootCommand("medvlp: 3D medical volumes and vision-language models from the command line.");
@@ -8,4 +9,6 @@ root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(ZeroShotCommand.Create());
-return root.Parse(args).Invoke();
+CliLimits.AddTo(root);
+var parsed = root.Parse(args);
+return parsed.Errors.Count > 0 ? parsed.Invoke() : CliLimits.Apply(parsed) ?? parsed.Invoke();

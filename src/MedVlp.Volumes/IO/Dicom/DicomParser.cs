@@ -105,7 +105,7 @@ internal sealed class DicomParser : IDisposable
     /// <summary>Parses the file up to its pixel data; returns null for a file that does not look like DICOM at all when <paramref name="nullIfNotDicom"/>.</summary>
     public static DicomFileHeader? ParseFile(string path, bool nullIfNotDicom, CancellationToken cancellationToken = default)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 8192, FileOptions.SequentialScan);
+        using var file = SafeFile.OpenRead(path, 8192);
         using var parser = new DicomParser(file, path, file.Length);
         return parser.ParseAll(nullIfNotDicom, cancellationToken);
     }
