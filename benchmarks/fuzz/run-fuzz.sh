@@ -86,7 +86,7 @@ fi
 if [ "$target" = package ]; then
   MEDVLP_TESTDATA="$data" dotnet "$here/out-replay/MedVlp.Fuzz.dll" package --make-seed "$here/package-seed"
   cp "$here/package-seed/seed.txt" "$corpus/"
-  export MEDVLP_FUZZ_WEIGHTS="$here/package-seed/model.safetensors" DOTNET_GCHeapHardLimit=0x40000000
+  export MEDVLP_FUZZ_WEIGHTS="$here/package-seed/model.safetensors" DOTNET_GCHeapHardLimit=0x20000000
   memory_limit=(-m 8192)
 else
   memory_limit=(-m none)
