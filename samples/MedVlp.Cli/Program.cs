@@ -9,6 +9,7 @@ root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(ZeroShotCommand.Create());
+root.Subcommands.Add(ModelCommand.Create());
 CliLimits.AddTo(root);
 var parsed = root.Parse(args);
 return parsed.Errors.Count > 0 ? parsed.Invoke() : CliLimits.Apply(parsed) ?? parsed.Invoke();

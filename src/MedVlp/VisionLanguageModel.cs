@@ -1,6 +1,7 @@
-using System.Text.Json;
+using MedVlp.Data;
 using MedVlp.Inference;
 using MedVlp.Modeling;
+using MedVlp.Packaging;
 using MedVlp.Serialization;
 using MedVlp.Text;
 using MedVlp.Volumes;
@@ -11,169 +12,124 @@ using static TorchSharp.torch;
 namespace MedVlp;
 
 /// <summary>
-/// A trained (or freshly initialised) dual-encoder vision-language model together with everything inference needs:
-/// the tokenizer and the preprocessing pipeline it was trained with. Save it to a folder and load it back with
-/// <see cref="Save"/> and <see cref="Load"/>; embed with <see cref="VolumeEncoder"/> and <see cref="TextEncoder"/>;
-/// classify zero-shot with <see cref="CreateZeroShotClassifier"/>.
+/// A vision-language model together with everything inference needs: its architecture (built through
+/// <see cref="ModelRegistry"/>), its tokenizers and the preprocessing pipeline it was trained with. Save it to a folder and
+/// load it back with <see cref="Save"/> and <see cref="Load(string, ModelLoadOptions?)"/>; embed with <see cref="VolumeEncoder"/> and
+/// <see cref="TextEncoder"/>; classify zero-shot with <see cref="CreateZeroShotClassifier"/>.
 /// </summary>
 /// <remarks>
-/// <para>A model package is a folder with <c>config.json</c> (format, architecture sizes, tokenizer settings),
-/// <c>model.safetensors</c> (the weights, Hugging Face names), <c>vocab.txt</c> (the tokenizer vocabulary) and
-/// <c>preprocessing.json</c> (the <see cref="TransformPipeline"/> applied to every volume before the encoder).</para>
+/// <para>A model package (format version 2) is a folder with <c>config.json</c> (the <c>architecture</c> and its
+/// configuration, the components and which are frozen or referenced, the tokenizers, and the SHA-256 and size of every
+/// file), <c>model.safetensors</c> (the weights, Hugging Face names), <c>vocab.txt</c> (the default tokenizer; others
+/// under <c>tokenizers/NAME/</c>) and <c>preprocessing.json</c> (the <see cref="TransformPipeline"/> applied to every
+/// volume). Saves are atomic; loads verify every file before building anything. Version-1 packages still load.</para>
 /// <para>Inference methods are safe to call from several threads at once. Do not embed while a trainer updates the
 /// same model. The model owns native (libtorch) memory: dispose it.</para>
 /// </remarks>
 public sealed class VisionLanguageModel : IDisposable
 {
     /// <summary>The <c>format</c> value of a model package's <c>config.json</c>.</summary>
-    public const string PackageFormat = "medvlp.vision_language_model";
+    public const string PackageFormat = ModelPackage.Format;
 
-    /// <summary>The package layout version this code writes.</summary>
-    public const int PackageVersion = 1;
+    /// <summary>The package layout version this code writes (it reads 1 and 2).</summary>
+    public const int PackageVersion = ModelPackage.Version;
 
     /// <summary>File names inside a model package.</summary>
-    public const string ConfigFileName = "config.json", WeightsFileName = "model.safetensors", PreprocessingFileName = "preprocessing.json";
+    public const string ConfigFileName = ModelPackage.ConfigFile, WeightsFileName = ModelPackage.WeightsFile, PreprocessingFileName = ModelPackage.PreprocessingFile;
 
-    private static readonly Lock InitializationLock = new();
+    private readonly Dictionary<string, TextTokenizer> _tokenizers;
     private bool _disposed;
 
-    private VisionLanguageModel(VisionLanguageModelConfig config, DualEncoderModel module, TextTokenizer tokenizer, TransformPipeline preprocessing, Device device)
+    private VisionLanguageModel(CompositeModel module, IReadOnlyDictionary<string, TextTokenizer> tokenizers, string defaultTokenizer, TransformPipeline preprocessing, Device device)
     {
-        Config = config;
         Module = module;
-        Tokenizer = tokenizer;
+        Config = module.Config;
+        _tokenizers = new Dictionary<string, TextTokenizer>(tokenizers, StringComparer.Ordinal);
+        DefaultTokenizerName = defaultTokenizer;
         Preprocessing = preprocessing;
         Device = device;
+        Collator = new Collator(_tokenizers, defaultTokenizer);
         Module.eval();
         VolumeEncoder = new VolumeEncoder(this);
         TextEncoder = new TextEncoder(this);
     }
 
     /// <summary>Creates a model with freshly initialised weights (seeded, so the same seed gives the same weights on the CPU).</summary>
-    /// <param name="config">Sizes; the text vocabulary must be at least as large as the tokenizer's.</param>
+    /// <param name="config">The architecture and its sizes (for example <see cref="Clip3dConfig.Tiny"/>); its text vocabulary
+    /// must be at least as large as the tokenizer's.</param>
     /// <param name="tokenizer">The tokenizer of the reports.</param>
-    /// <param name="preprocessing">The deterministic pipeline that turns any volume into the encoder's cubic input.</param>
+    /// <param name="preprocessing">The deterministic pipeline that turns any volume into the encoder's input.</param>
     /// <param name="seed">Seed of the weight initialisation.</param>
     /// <param name="device">Where the weights live (CPU by default; CUDA works the same).</param>
-    public static VisionLanguageModel Create(VisionLanguageModelConfig config, TextTokenizer tokenizer, TransformPipeline preprocessing, int seed = 42, Device? device = null)
+    public static VisionLanguageModel Create(ArchitectureConfig config, TextTokenizer tokenizer, TransformPipeline preprocessing, int seed = 42, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(preprocessing);
         config.Validate();
-        CheckCompatible(config, tokenizer, preprocessing, null);
-        device ??= CPU;
-        DualEncoderModel module;
-        // libtorch's default generator is process-wide: hold it while seeding and initialising, so that concurrent
-        // Create calls cannot interleave their draws. (Other code drawing from it at the same time still can.)
-        lock (InitializationLock)
-        {
-            random.manual_seed(seed);
-            module = new DualEncoderModel(config);
-        }
-
-        if (device.type != DeviceType.CPU)
-        {
-            module.to(device);
-        }
-
-        return new VisionLanguageModel(config, module, tokenizer, preprocessing, device);
+        var tokenizers = new Dictionary<string, TextTokenizer> { [Collator.DefaultTokenizerName] = tokenizer };
+        CheckCompatible(config, tokenizers, preprocessing);
+        var module = ModelRegistry.Create(config, new ModelCreateOptions { Seed = seed, Device = device });
+        return new VisionLanguageModel(module, tokenizers, Collator.DefaultTokenizerName, preprocessing, device ?? CPU);
     }
 
-    /// <summary>Loads a model package folder written by <see cref="Save"/>.</summary>
+    /// <summary>Wraps a model built from parts (through <see cref="ModelRegistry"/>), with its tokenizers and preprocessing.</summary>
+    /// <param name="module">The model; the wrapper owns it from now on.</param>
+    /// <param name="tokenizers">Tokenizers by name (a single-tokenizer model names its one <c>text</c>).</param>
+    /// <param name="defaultTokenizer">The tokenizer used when none is named.</param>
+    /// <param name="preprocessing">The deterministic preprocessing of images.</param>
+    public static VisionLanguageModel FromModule(CompositeModel module, IReadOnlyDictionary<string, TextTokenizer> tokenizers, string defaultTokenizer, TransformPipeline preprocessing)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(tokenizers);
+        ArgumentNullException.ThrowIfNull(preprocessing);
+        if (!tokenizers.ContainsKey(defaultTokenizer))
+        {
+            throw new ArgumentException($"The default tokenizer \"{defaultTokenizer}\" is not among {string.Join(", ", tokenizers.Keys)}.", nameof(defaultTokenizer));
+        }
+
+        CheckCompatible(module.Config, tokenizers, preprocessing);
+        var device = module.parameters().FirstOrDefault()?.device ?? CPU;
+        return new VisionLanguageModel(module, tokenizers, defaultTokenizer, preprocessing, device);
+    }
+
+    /// <summary>Loads a model package folder written by <see cref="Save"/> (format version 1 or 2).</summary>
     /// <param name="directory">The package folder.</param>
     /// <param name="device">Where to put the weights (CPU by default).</param>
-    /// <exception cref="ModelFormatException">A file of the package is missing a field, inconsistent, or does not fit the architecture.</exception>
-    public static VisionLanguageModel Load(string directory, Device? device = null)
+    /// <exception cref="ModelFormatException">Every failure to read the package: a missing, non-regular, truncated or
+    /// changed file, an invalid or out-of-bounds configuration, weights that do not fit the architecture or are not
+    /// finite, a vocabulary that does not fit. The exception names the file, the field and what was expected.</exception>
+    public static VisionLanguageModel Load(string directory, Device? device = null) => Load(directory, new ModelLoadOptions { Device = device });
+
+    /// <summary>Loads a model package folder with options (device, parameter budget).</summary>
+    /// <exception cref="ModelFormatException">See <see cref="Load(string, Device?)"/>.</exception>
+    public static VisionLanguageModel Load(string directory, ModelLoadOptions? options)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        if (!Directory.Exists(directory))
-        {
-            throw new DirectoryNotFoundException($"Model folder {directory} does not exist.");
-        }
-
-        var configPath = Path.Combine(directory, ConfigFileName);
-        if (!File.Exists(configPath))
-        {
-            throw new FileNotFoundException($"{directory} is not a MedVlp model package: {ConfigFileName} is missing.", configPath);
-        }
-
-        ModelPackageManifest manifest;
-        try
-        {
-            manifest = JsonSerializer.Deserialize<ModelPackageManifest>(File.ReadAllText(configPath), VisionLanguageModelConfig.JsonOptions)
-                ?? throw new ModelFormatException(configPath, null, "the file is empty (null).");
-        }
-        catch (JsonException ex)
-        {
-            throw new ModelFormatException(configPath, ex.Path, $"not a valid model configuration ({ex.Message}).", ex);
-        }
-
-        if (manifest.Format != PackageFormat)
-        {
-            throw new ModelFormatException(configPath, "format", $"expected \"{PackageFormat}\", found \"{manifest.Format}\".");
-        }
-
-        if (manifest.Version is < 1 or > PackageVersion)
-        {
-            throw new ModelFormatException(configPath, "version", $"this MedVlp reads package versions 1 to {PackageVersion}, found {manifest.Version}.");
-        }
-
-        if (manifest.Model is null)
-        {
-            throw new ModelFormatException(configPath, "model", "the architecture section is missing.");
-        }
-
-        try
-        {
-            manifest.Model.Validate();
-        }
-        catch (ArgumentException ex)
-        {
-            throw new ModelFormatException(configPath, "model", ex.Message, ex);
-        }
-
-        if (manifest.Tokenizer?.Kind != "wordpiece")
-        {
-            throw new ModelFormatException(configPath, "tokenizer.kind", $"expected \"wordpiece\", found \"{manifest.Tokenizer?.Kind}\".");
-        }
-
-        var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(Path.Combine(directory, WordPieceTextTokenizer.VocabularyFileName),
-            new WordPieceTokenizerOptions { LowerCase = manifest.Tokenizer.LowerCase });
-        var preprocessingPath = Path.Combine(directory, PreprocessingFileName);
-        if (!File.Exists(preprocessingPath))
-        {
-            throw new FileNotFoundException($"{directory} lacks {PreprocessingFileName}, the preprocessing the model was trained with.", preprocessingPath);
-        }
-
-        var preprocessing = TransformPipeline.Load(preprocessingPath);
-        CheckCompatible(manifest.Model, tokenizer, preprocessing, configPath);
-        device ??= CPU;
-        var module = new DualEncoderModel(manifest.Model);
-        try
-        {
-            LoadWeights(module, Path.Combine(directory, WeightsFileName));
-            if (device.type != DeviceType.CPU)
-            {
-                module.to(device);
-            }
-        }
-        catch
-        {
-            module.Dispose();
-            throw;
-        }
-
-        return new VisionLanguageModel(manifest.Model, module, tokenizer, preprocessing, device);
+        options ??= new ModelLoadOptions();
+        var package = ModelPackage.Load(directory, options);
+        return new VisionLanguageModel(package.Module, package.Tokenizers, package.DefaultTokenizer, package.Preprocessing, options.Device ?? CPU);
     }
 
-    /// <summary>The architecture.</summary>
-    public VisionLanguageModelConfig Config { get; }
+    /// <summary>The registry name of the architecture (for example <c>clip3d</c>).</summary>
+    public string Architecture => Config.Architecture;
 
-    /// <summary>The tokenizer of the text encoder.</summary>
-    public TextTokenizer Tokenizer { get; }
+    /// <summary>The architecture's configuration.</summary>
+    public ArchitectureConfig Config { get; }
 
-    /// <summary>The preprocessing applied to every volume before the volume encoder (stored with the model).</summary>
+    /// <summary>The default tokenizer.</summary>
+    public TextTokenizer Tokenizer => _tokenizers[DefaultTokenizerName];
+
+    /// <summary>All tokenizers by name.</summary>
+    public IReadOnlyDictionary<string, TextTokenizer> Tokenizers => _tokenizers;
+
+    /// <summary>The name of the default tokenizer (<c>text</c> for single-tokenizer models).</summary>
+    public string DefaultTokenizerName { get; }
+
+    /// <summary>Builds model inputs (volumes, images, texts) the way this model's inference does.</summary>
+    public Collator Collator { get; }
+
+    /// <summary>The preprocessing applied to every volume before the image encoder (stored with the model).</summary>
     public TransformPipeline Preprocessing { get; }
 
     /// <summary>Where the weights live.</summary>
@@ -185,88 +141,78 @@ public sealed class VisionLanguageModel : IDisposable
     /// <summary>Embeds report text.</summary>
     public TextEncoder TextEncoder { get; }
 
-    /// <summary>The learned inverse temperature exp(logit_scale) used to turn cosine similarities into logits.</summary>
+    /// <summary>The TorchSharp module (for training and custom use): components, freezing, parameters.</summary>
+    public CompositeModel Module { get; }
+
+    /// <summary>The model as a dual encoder (embedding and zero-shot classification).</summary>
+    /// <exception cref="NotSupportedException">The architecture does not embed images and texts into one space.</exception>
+    public IDualEncoder DualEncoder => Module as IDualEncoder
+        ?? throw new NotSupportedException($"Architecture \"{Architecture}\" is not a dual encoder: it cannot embed images and texts into one space.");
+
+    /// <summary>The logit scale: exp of the learned parameter, the multiplier of cosine similarities in the softmax.</summary>
     public double LogitScale
     {
         get
         {
-            using var scale = Module.ScaleFactor();
+            using var scale = DualEncoder.LogitScale();
             return scale.ToDouble();
         }
     }
 
-    /// <summary>The TorchSharp module (for training and custom use).</summary>
-    public DualEncoderModel Module { get; }
-
     /// <summary>A zero-shot classifier over <paramref name="labels"/> (each with one or more prompts).</summary>
     public ZeroShotClassifier CreateZeroShotClassifier(IEnumerable<ZeroShotLabel> labels) => new(this, labels);
 
-    /// <summary>Writes the model package into <paramref name="directory"/> (created if needed; files are overwritten).</summary>
-    public void Save(string directory)
+    /// <summary>
+    /// Writes the model package into <paramref name="directory"/>, atomically: everything is written to a folder beside
+    /// it, flushed to the disk, then swapped in, so a reader or a crash sees the old package or the new one, never a mix.
+    /// </summary>
+    /// <param name="directory">The package folder (created, or replaced if it holds a package).</param>
+    /// <param name="options">Referenced components, trainable-only packages, progress.</param>
+    /// <exception cref="IOException">The folder exists and holds something other than a model package.</exception>
+    public void Save(string directory, ModelSaveOptions? options = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        Directory.CreateDirectory(directory);
-        var manifest = new ModelPackageManifest
-        {
-            Format = PackageFormat,
-            Version = PackageVersion,
-            Architecture = "dual_encoder",
-            Model = Config,
-            Tokenizer = new TokenizerManifest
-            {
-                Kind = Tokenizer.Kind,
-                LowerCase = Tokenizer is not WordPieceTextTokenizer w || w.Options.LowerCase,
-                File = WordPieceTextTokenizer.VocabularyFileName,
-            },
-            Weights = WeightsFileName,
-            Preprocessing = PreprocessingFileName,
-        };
-        File.WriteAllText(Path.Combine(directory, ConfigFileName), JsonSerializer.Serialize(manifest, VisionLanguageModelConfig.JsonOptions));
-        Tokenizer.Save(directory);
-        Preprocessing.Save(Path.Combine(directory, PreprocessingFileName));
-        using var scope = NewDisposeScope();
-        var state = Module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-        Safetensors.Save(Path.Combine(directory, WeightsFileName), state, new Dictionary<string, string> { ["format"] = "pt", ["medvlp"] = PackageFormat });
+        ModelPackage.Save(this, directory, options ?? new ModelSaveOptions());
     }
 
-    /// <summary>Preprocesses volumes with <see cref="Preprocessing"/> (in parallel) into one (B x 1 x S x S x S) tensor on <see cref="Device"/>.</summary>
+    /// <summary>Writes one component's weights (keys relative to the component) to a safetensors file, to be referenced by
+    /// packages (<see cref="ModelSaveOptions.ComponentReferences"/>) instead of copied into each.</summary>
+    public void SaveComponent(string component, string path)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentException.ThrowIfNullOrEmpty(component);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ModelPackage.SaveComponent(Module, component, path);
+    }
+
+    /// <summary>Preprocesses volumes with <see cref="Preprocessing"/> (in parallel) and collates them into one
+    /// (B x C x D x H x W) tensor on <see cref="Device"/>.</summary>
     internal Tensor PrepareVolumes(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
     {
-        var size = Config.Volume.InputSize;
-        var voxels = (long)size * size * size;
-        var batch = new float[volumes.Count * voxels];
+        var expected = DualEncoder.ImageInputShape;
+        var prepared = new Volume[volumes.Count];
         Parallel.For(0, volumes.Count, new ParallelOptions { CancellationToken = cancellationToken }, n =>
         {
             var input = volumes[n] ?? throw new ArgumentException($"Volume {n} is null.", nameof(volumes));
-            var prepared = Preprocessing.Apply(input);
-            if (prepared.Shape != new VolumeShape(size, size, size) || prepared.Frames != 1)
+            var output = Preprocessing.Apply(input);
+            long[] shape = [output.Frames, output.Shape.Z, output.Shape.Y, output.Shape.X];
+            if (!shape.SequenceEqual(expected))
             {
                 throw new InvalidOperationException(
-                    $"The model's preprocessing turned a {input.Shape} volume into {prepared.Shape} x {prepared.Frames} frame(s); the encoder needs {size}^3 with one frame. Check {PreprocessingFileName}.");
+                    $"The model's preprocessing turned a {input.Shape} volume into {output.Shape} x {output.Frames} frame(s); the image encoder needs [{string.Join(", ", expected)}] (channels, k, j, i). Check {PreprocessingFileName}.");
             }
 
-            prepared.GetFrame(0).CopyTo(batch.AsSpan((int)(n * voxels), (int)voxels));
+            prepared[n] = output;
         });
-        var cpu = tensor(batch, [volumes.Count, 1, size, size, size]);
-        if (Device.type == DeviceType.CPU)
-        {
-            return cpu;
-        }
-
-        using (cpu)
-        {
-            return cpu.to(Device);
-        }
+        return Collator.CollateVolumes(prepared, expected, Device);
     }
 
-    /// <summary>Tokenizes texts into (ids, mask) tensors on <see cref="Device"/>.</summary>
+    /// <summary>Tokenizes texts with the default tokenizer into (ids, mask) tensors on <see cref="Device"/>.</summary>
     internal (Tensor Ids, Tensor Mask) PrepareTexts(IReadOnlyList<string> texts)
     {
-        var batch = Tokenizer.EncodeBatch(texts, Config.MaxTextTokens);
-        var ids = tensor(batch.Ids.ToArray(), [batch.BatchSize, batch.SequenceLength], device: Device);
-        var mask = tensor(batch.AttentionMask.ToArray(), [batch.BatchSize, batch.SequenceLength], device: Device);
-        return (ids, mask);
+        var inputs = Collator.CollateTexts(texts, new TextCollation { MaxTokens = DualEncoder.MaxTextTokens }, Device);
+        return (inputs.InputIds, inputs.AttentionMask);
     }
 
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
@@ -283,86 +229,21 @@ public sealed class VisionLanguageModel : IDisposable
         Module.Dispose();
     }
 
-    private static void CheckCompatible(VisionLanguageModelConfig config, TextTokenizer tokenizer, TransformPipeline preprocessing, string? path)
+    internal static void LoadWeights(nn.Module module, string path) => ModelPackage.LoadWeights(module, path);
+
+    private static void CheckCompatible(ArchitectureConfig config, IReadOnlyDictionary<string, TextTokenizer> tokenizers, TransformPipeline preprocessing)
     {
-        if (tokenizer.VocabularySize > config.Text.VocabSize)
+        foreach (var (name, tokenizer) in tokenizers)
         {
-            var problem = $"the tokenizer has {tokenizer.VocabularySize} tokens but the text encoder's vocabulary has only {config.Text.VocabSize}.";
-            throw path is null ? new ArgumentException(problem, nameof(tokenizer)) : new ModelFormatException(path, "model.text.vocab_size", problem);
+            if (config.TokenizerVocabularySize(name) is { } rows && tokenizer.VocabularySize > rows)
+            {
+                throw new ArgumentException($"The tokenizer \"{name}\" has {tokenizer.VocabularySize} tokens but the model's vocabulary has only {rows}.", nameof(tokenizers));
+            }
         }
 
         if (preprocessing.IsRandom)
         {
-            var problem = "the preprocessing pipeline contains random transforms; inference needs a deterministic pipeline (apply augmentation in training only).";
-            throw path is null ? new ArgumentException(problem, nameof(preprocessing)) : new ModelFormatException(path, PreprocessingFileName, problem);
+            throw new ArgumentException("The preprocessing pipeline contains random transforms; inference needs a deterministic pipeline (apply augmentation in training only).", nameof(preprocessing));
         }
     }
-
-    internal static void LoadWeights(TorchSharp.torch.nn.Module module, string path)
-    {
-        var loaded = Safetensors.Load(path);
-        try
-        {
-            var expected = module.state_dict();
-            var missing = expected.Keys.Where(k => !loaded.ContainsKey(k)).ToArray();
-            var unexpected = loaded.Keys.Where(k => !expected.ContainsKey(k)).ToArray();
-            if (missing.Length > 0 || unexpected.Length > 0)
-            {
-                throw new ModelFormatException(path, null,
-                    $"the weights do not match the architecture in {ConfigFileName}: missing [{string.Join(", ", missing.Take(5))}{(missing.Length > 5 ? ", ..." : "")}], unexpected [{string.Join(", ", unexpected.Take(5))}{(unexpected.Length > 5 ? ", ..." : "")}].");
-            }
-
-            using var noGrad = no_grad();
-            foreach (var (name, target) in expected)
-            {
-                var source = loaded[name];
-                if (!source.shape.SequenceEqual(target.shape))
-                {
-                    throw new ModelFormatException(path, name, $"shape [{string.Join(", ", source.shape)}] does not match the architecture's [{string.Join(", ", target.shape)}].");
-                }
-
-                if (source.dtype != target.dtype)
-                {
-                    throw new ModelFormatException(path, name, $"dtype {source.dtype} does not match the architecture's {target.dtype}.");
-                }
-
-                target.copy_(source);
-            }
-        }
-        finally
-        {
-            foreach (var t in loaded.Values)
-            {
-                t.Dispose();
-            }
-        }
-    }
-}
-
-/// <summary>The <c>config.json</c> of a model package.</summary>
-internal sealed record ModelPackageManifest
-{
-    public string? Format { get; init; }
-
-    public int Version { get; init; }
-
-    public string? Architecture { get; init; }
-
-    public VisionLanguageModelConfig? Model { get; init; }
-
-    public TokenizerManifest? Tokenizer { get; init; }
-
-    public string? Weights { get; init; }
-
-    public string? Preprocessing { get; init; }
-}
-
-/// <summary>Tokenizer settings in a model package.</summary>
-internal sealed record TokenizerManifest
-{
-    public string? Kind { get; init; }
-
-    public bool LowerCase { get; init; } = true;
-
-    public string? File { get; init; }
 }

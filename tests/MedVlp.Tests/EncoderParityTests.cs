@@ -14,7 +14,7 @@ public sealed class EncoderParityTests
     {
         using var document = JsonDocument.Parse(File.ReadAllText(TestData.Golden("vlp_tiny.json")));
         var root = document.RootElement;
-        var config = root.GetProperty("config").Deserialize<VisionLanguageModelConfig>(VisionLanguageModelConfig.JsonOptions)!;
+        var config = root.GetProperty("config").Deserialize<Clip3dConfig>(ModelJson.Options)!;
         using var model = new DualEncoderModel(config);
         VisionLanguageModel.LoadWeights(model, TestData.Golden("vlp_tiny.safetensors"));
         model.eval();
@@ -25,7 +25,7 @@ public sealed class EncoderParityTests
         var ids = tensor(Flatten(root.GetProperty("input_ids")), [2, root.GetProperty("input_ids")[0].GetArrayLength()]);
         var mask = tensor(Flatten(root.GetProperty("attention_mask")), ids.shape);
 
-        AssertClose(root.GetProperty("volume_embeddings"), model.EncodeVolumes(volumes));
+        AssertClose(root.GetProperty("volume_embeddings"), model.EncodeImages(volumes));
         AssertClose(root.GetProperty("text_embeddings"), model.EncodeTexts(ids, mask));
     }
 

@@ -15,9 +15,9 @@ internal static class TestModels
     public static WordPieceTextTokenizer Tokenizer => BertTokenizer.Value;
 
     /// <summary>A tiny configuration over the real vocabulary (fast on a CPU).</summary>
-    public static VisionLanguageModelConfig TinyConfig(TextPooling pooling = TextPooling.Mean) => new()
+    public static Clip3dConfig TinyConfig(TextPooling pooling = TextPooling.Mean) => new()
     {
-        Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+        Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
         Text = new BertConfig
         {
             VocabSize = Tokenizer.VocabularySize,
@@ -34,6 +34,25 @@ internal static class TestModels
         TextPooling = pooling,
         MaxTextTokens = 64,
     };
+
+    /// <summary>A small WordPiece vocabulary written by the tests themselves (not third-party data): special tokens,
+    /// a few report words and their pieces. Models over it are tiny, so allocation-bounded tests stay meaningful.</summary>
+    public static string SmallVocabulary { get; } = string.Join('\n',
+    [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "of", "is", "are", "and", "no", "with", "diagnosis", "not", "demented",
+        "mild", "cognitive", "impairment", "alzheimer", "ventricles", "enlarged", "mildly", "atrophy", "hippocampal", "patient", "female",
+        "male", "year", "old", "-", ".", ",", "mmse", "1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "##s", "##ly", "##ed",
+    ]) + "\n";
+
+    /// <summary>A tokenizer over <see cref="SmallVocabulary"/>.</summary>
+    public static WordPieceTextTokenizer SmallTokenizer()
+    {
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(SmallVocabulary));
+        return WordPieceTextTokenizer.FromStream(stream);
+    }
+
+    /// <summary><see cref="TinyConfig"/> over <see cref="SmallTokenizer"/>.</summary>
+    public static Clip3dConfig SmallVocabularyConfig() => TinyConfig() with { Text = TinyConfig().Text with { VocabSize = SmallTokenizer().VocabularySize } };
 
     /// <summary>MedBLIP's preprocessing at a small size.</summary>
     public static TransformPipeline Preprocessing(int size) => new(

@@ -76,7 +76,7 @@ internal static class DemoCommand
         Directory.CreateDirectory(outDir);
         IReadOnlyList<SyntheticBrainCase> trainCases = [];
         IReadOnlyList<SyntheticBrainCase> testCases = [];
-        var config = VisionLanguageModelConfig.Small(tokenizer.VocabularySize);
+        var config = Clip3dConfig.Tiny(tokenizer.VocabularySize);
         using var model = VisionLanguageModel.Create(config, tokenizer, Preprocessing(config.Volume.InputSize), seed);
         var trainerOptions = new ContrastiveTrainerOptions { Epochs = epochs, BatchSize = 32, LearningRate = 1e-3, Seed = seed };
         using var trainer = new ContrastiveTrainer(model, trainerOptions);

@@ -34,36 +34,18 @@ public sealed class VolumeBatch
 
     /// <summary>
     /// Stacks the volumes into a <c>[batch, frames, k, j, i]</c> float32 tensor (the channel axis holds the frames), on
-    /// <paramref name="device"/> (CPU when null). The caller owns the tensor.
+    /// <paramref name="device"/> (CPU when null), with <see cref="Collator.CollateVolumes"/>. The caller owns the tensor.
     /// </summary>
     /// <exception cref="InvalidOperationException">The volumes differ in shape (the pipeline should end in a fixed size).</exception>
     public Tensor ToTensor(Device? device = null)
     {
-        var first = Samples[0].Volume;
-        foreach (var s in Samples)
+        try
         {
-            if (s.Volume.Shape != first.Shape || s.Volume.Frames != first.Frames)
-            {
-                throw new InvalidOperationException($"Cannot stack volumes of shapes {first.Shape}x{first.Frames} and {s.Volume.Shape}x{s.Volume.Frames} ({s.Entry.Path}); end the pipeline with a fixed-size step such as crop_or_pad.");
-            }
+            return Collator.CollateVolumes([.. Samples.Select(s => s.Volume)], null, device);
         }
-
-        var per = first.Data.Length;
-        var data = GC.AllocateUninitializedArray<float>(per * Samples.Count);
-        for (var n = 0; n < Samples.Count; n++)
+        catch (ArgumentException ex)
         {
-            Samples[n].Volume.Data.Span.CopyTo(data.AsSpan(n * per, per));
-        }
-
-        var t = tensor(data, [Samples.Count, first.Frames, first.Shape.Z, first.Shape.Y, first.Shape.X], ScalarType.Float32);
-        if (device is null || device.type == DeviceType.CPU)
-        {
-            return t;
-        }
-
-        using (t)
-        {
-            return t.to(device);
+            throw new InvalidOperationException($"Batch {Index} of epoch {Epoch}: {ex.Message}", ex);
         }
     }
 }

@@ -16,11 +16,11 @@ public sealed class TextEncoder : IEmbeddingGenerator<string, Embedding<float>>
     internal TextEncoder(VisionLanguageModel model)
     {
         _model = model;
-        _metadata = new EmbeddingGeneratorMetadata("MedVlp", defaultModelId: "medvlp-text-encoder", defaultModelDimensions: model.Config.EmbeddingDim);
+        _metadata = new EmbeddingGeneratorMetadata("MedVlp", defaultModelId: "medvlp-text-encoder", defaultModelDimensions: (model.Module as MedVlp.Modeling.IDualEncoder)?.EmbeddingDim);
     }
 
     /// <summary>Width of the embeddings.</summary>
-    public int Dimensions => _model.Config.EmbeddingDim;
+    public int Dimensions => _model.DualEncoder.EmbeddingDim;
 
     /// <summary>Texts per forward pass in the batch methods. Default 64.</summary>
     public int BatchSize { get; init; } = 64;
@@ -40,7 +40,7 @@ public sealed class TextEncoder : IEmbeddingGenerator<string, Embedding<float>>
         return EmbeddingRows.EmbedInBatches(texts, BatchSize, chunk =>
         {
             var (ids, mask) = _model.PrepareTexts(chunk);
-            return _model.Module.EncodeTexts(ids, mask);
+            return _model.DualEncoder.EncodeTexts(ids, mask);
         }, cancellationToken);
     }
 

@@ -64,7 +64,7 @@ public sealed class ZeroShotClassifier
         for (var c = 0; c < Labels.Count; c++)
         {
             var prompts = model.TextEncoder.Embed(Labels[c].Prompts);
-            var mean = new float[model.Config.EmbeddingDim];
+            var mean = new float[model.DualEncoder.EmbeddingDim];
             foreach (var p in prompts)
             {
                 TensorPrimitives.Add(mean, p, mean);
@@ -93,9 +93,9 @@ public sealed class ZeroShotClassifier
     /// <summary>Classifies a volume embedding made by this model's <see cref="VolumeEncoder"/>.</summary>
     public ZeroShotPrediction ClassifyEmbedding(ReadOnlySpan<float> volumeEmbedding)
     {
-        if (volumeEmbedding.Length != _model.Config.EmbeddingDim)
+        if (volumeEmbedding.Length != _model.DualEncoder.EmbeddingDim)
         {
-            throw new ArgumentException($"Expected an embedding of width {_model.Config.EmbeddingDim}, got {volumeEmbedding.Length}.", nameof(volumeEmbedding));
+            throw new ArgumentException($"Expected an embedding of width {_model.DualEncoder.EmbeddingDim}, got {volumeEmbedding.Length}.", nameof(volumeEmbedding));
         }
 
         var similarities = new float[Labels.Count];

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -6,79 +8,221 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace MedVlp.Modeling;
 
-/// <summary>
-/// A CLIP-style dual encoder for volumes and reports, laid out as Hugging Face's <c>CLIPModel</c>: <c>vision_model</c>
-/// (<see cref="VolumeTransformer"/>), <c>text_model</c> (<see cref="BertModel"/>), <c>visual_projection</c>,
-/// <c>text_projection</c> (no bias) and the learnable <c>logit_scale</c> (log of the inverse temperature).
-/// </summary>
-public sealed class DualEncoderModel : Module
+/// <summary>Sizes of the parts a <see cref="DualEncoderModel"/> adds around its two backbones.</summary>
+public sealed record DualEncoderOptions
 {
+    /// <summary>Width of the shared embedding space.</summary>
+    public int EmbeddingDim { get; init; } = 64;
+
+    /// <summary>Longest tokenized text, special tokens included.</summary>
+    public int MaxTextTokens { get; init; } = 128;
+
+    /// <summary>Initial softmax temperature (CLIP: 0.07).</summary>
+    public double InitialTemperature { get; init; } = 0.07;
+
+    /// <summary>Upper bound of the logit scale (CLIP: 100).</summary>
+    public double MaxLogitScale { get; init; } = 100;
+}
+
+/// <summary>
+/// A CLIP-style dual encoder laid out as Hugging Face's <c>CLIPModel</c>: <c>vision_model</c> (an image backbone),
+/// <c>text_model</c> (a text backbone), <c>visual_projection</c>, <c>text_projection</c> (no bias) and the learnable
+/// <c>logit_scale</c> parameter (the log of the logit scale). The registered <c>clip3d</c> architecture is this model over
+/// a <see cref="VolumeTransformer"/> and a <see cref="BertModel"/>; compose other backbones with the second constructor.
+/// </summary>
+/// <remarks>When <c>text_model</c> is frozen its outputs are computed under <c>no_grad</c> (nothing upstream of token ids
+/// trains) and, with <see cref="CacheFrozenTextOutputs"/>, cached per token sequence and weights fingerprint.</remarks>
+public sealed class DualEncoderModel : CompositeModel, IDualEncoder
+{
+    /// <summary>The component names.</summary>
+    public const string VisionComponent = "vision_model", TextComponent = "text_model";
+
 #pragma warning disable IDE1006, SA1300 // State-dict names follow Hugging Face CLIPModel.
-    private readonly VolumeTransformer vision_model;
-    private readonly BertModel text_model;
+    private readonly nn.Module vision_model;
+    private readonly nn.Module text_model;
     private readonly Linear visual_projection;
     private readonly Linear text_projection;
     private readonly Parameter logit_scale;
 #pragma warning restore IDE1006, SA1300
+    private readonly IImageBackbone _image;
+    private readonly ITextBackbone _text;
+    private readonly DualEncoderOptions _options;
+    private readonly ConcurrentDictionary<string, Tensor> _textCache = new(StringComparer.Ordinal);
 
-    /// <summary>Creates the model with freshly initialised weights on <paramref name="device"/>.</summary>
-    public DualEncoderModel(VisionLanguageModelConfig config, Device? device = null)
+    /// <summary>Creates the <c>clip3d</c> model with freshly initialised weights on <paramref name="device"/>
+    /// (<c>meta</c>: the structure without memory).</summary>
+    public DualEncoderModel(Clip3dConfig config, Device? device = null)
+        : this(Validated(config), BackboneAdapters.From(new VolumeTransformer(config.Volume, device)), BackboneAdapters.From(new BertModel(config.Text, device), config.TextPooling),
+            new DualEncoderOptions { EmbeddingDim = config.EmbeddingDim, MaxTextTokens = config.MaxTextTokens, InitialTemperature = config.InitialTemperature, MaxLogitScale = config.MaxLogitScale },
+            device)
+    {
+    }
+
+    /// <summary>Composes a dual encoder from two backbones (which become the <c>vision_model</c> and <c>text_model</c>
+    /// components) and freshly initialised projections.</summary>
+    /// <param name="config">The architecture's configuration, as registered (<see cref="ModelRegistry.Register"/>).</param>
+    /// <param name="image">The image backbone.</param>
+    /// <param name="text">The text backbone.</param>
+    /// <param name="options">Embedding width and logit scale.</param>
+    /// <param name="device">Where the new parameters live.</param>
+    public DualEncoderModel(ArchitectureConfig config, IImageBackbone image, ITextBackbone text, DualEncoderOptions options, Device? device = null)
         : base(nameof(DualEncoderModel))
     {
         ArgumentNullException.ThrowIfNull(config);
-        config.Validate();
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.EmbeddingDim <= 0 || options.MaxTextTokens < 2 || options.MaxTextTokens > text.MaxTokens || !(options.InitialTemperature > 0) || !(options.MaxLogitScale > 0))
+        {
+            throw new ArgumentException($"Invalid dual encoder options {options} (max text tokens at most the text backbone's {text.MaxTokens}).", nameof(options));
+        }
+
         Config = config;
-        vision_model = new VolumeTransformer(config.Volume, device);
-        text_model = new BertModel(config.Text, device);
-        visual_projection = Linear(config.Volume.Width, config.EmbeddingDim, hasBias: false, device: device);
-        text_projection = Linear(config.Text.HiddenSize, config.EmbeddingDim, hasBias: false, device: device);
-        logit_scale = new Parameter(full([], Math.Log(1 / config.InitialTemperature), device: device));
+        _image = image;
+        _text = text;
+        _options = options;
+        vision_model = image.TorchModule;
+        text_model = text.TorchModule;
+        visual_projection = Linear(image.Width, options.EmbeddingDim, hasBias: false, device: device);
+        text_projection = Linear(text.Width, options.EmbeddingDim, hasBias: false, device: device);
+        logit_scale = new Parameter(full([], Math.Log(1 / options.InitialTemperature), device: device));
         RegisterComponents();
         if (device is null || device.type != DeviceType.META)
         {
             using var noGrad = no_grad();
-            init.normal_(visual_projection.weight, 0, Math.Pow(config.Volume.Width, -0.5));
-            init.normal_(text_projection.weight, 0, Math.Pow(config.Text.HiddenSize, -0.5));
+            init.normal_(visual_projection.weight, 0, Math.Pow(image.Width, -0.5));
+            init.normal_(text_projection.weight, 0, Math.Pow(text.Width, -0.5));
         }
     }
 
-    /// <summary>The configuration.</summary>
-    public VisionLanguageModelConfig Config { get; }
+    /// <inheritdoc />
+    public override ArchitectureConfig Config { get; }
 
-    /// <summary>The learnable log inverse temperature (0-d).</summary>
-    public Parameter LogitScale => logit_scale;
+    /// <summary>The image backbone.</summary>
+    public IImageBackbone ImageBackbone => _image;
 
-    /// <summary>exp(logit_scale), clamped to <see cref="VisionLanguageModelConfig.MaxLogitScale"/>.</summary>
-    public Tensor ScaleFactor()
+    /// <summary>The text backbone.</summary>
+    public ITextBackbone TextBackbone => _text;
+
+    /// <inheritdoc />
+    public int EmbeddingDim => _options.EmbeddingDim;
+
+    /// <inheritdoc />
+    public IReadOnlyList<long> ImageInputShape => _image.InputShape;
+
+    /// <inheritdoc />
+    public int MaxTextTokens => _options.MaxTextTokens;
+
+    /// <summary>The learnable log of the logit scale (0-d; state-dict key <c>logit_scale</c>, as in open_clip).</summary>
+    public Parameter LogLogitScale => logit_scale;
+
+    /// <summary>Cache the pooled outputs of a frozen <c>text_model</c> per token sequence (keyed by the weights'
+    /// fingerprint and the ids, which carry the tokenization). Off by default.</summary>
+    public bool CacheFrozenTextOutputs { get; set; }
+
+    /// <summary>The number of token sequences in the frozen-text cache.</summary>
+    public int CachedTextOutputs => _textCache.Count;
+
+    /// <inheritdoc />
+    public Tensor LogitScale()
     {
         using var scope = NewDisposeScope();
-        return scope.MoveToOuter(logit_scale.exp().clamp_max(Config.MaxLogitScale));
+        return scope.MoveToOuter(logit_scale.exp().clamp_max(_options.MaxLogitScale));
     }
 
-    /// <summary>L2-normalised volume embeddings (B x E) for preprocessed volumes (B x C x S x S x S).</summary>
-    public Tensor EncodeVolumes(Tensor volumes)
+    /// <inheritdoc />
+    public Tensor EncodeImages(Tensor images)
     {
         using var scope = NewDisposeScope();
-        var features = visual_projection.forward(vision_model.forward(volumes));
+        var features = visual_projection.forward(_image.EncodePooled(images));
         return scope.MoveToOuter(F.normalize(features, dim: -1));
     }
 
-    /// <summary>L2-normalised text embeddings (B x E) for token ids and attention mask (B x T).</summary>
+    /// <inheritdoc />
     public Tensor EncodeTexts(Tensor inputIds, Tensor attentionMask)
     {
         using var scope = NewDisposeScope();
-        var hidden = text_model.forward(inputIds, attentionMask);
         Tensor pooled;
-        if (Config.TextPooling == TextPooling.Mean)
+        if (IsFrozen(TextComponent))
         {
-            var mask = attentionMask.to(hidden.dtype).unsqueeze(-1);
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1);
+            // Nothing upstream of token ids trains: no graph is needed through the frozen encoder.
+            using var noGrad = no_grad();
+            pooled = CacheFrozenTextOutputs ? CachedTextPooled(inputIds, attentionMask) : _text.EncodePooled(inputIds, attentionMask);
         }
         else
         {
-            pooled = hidden[.., 0];
+            pooled = _text.EncodePooled(inputIds, attentionMask);
         }
 
         return scope.MoveToOuter(F.normalize(text_projection.forward(pooled), dim: -1));
+    }
+
+    /// <summary>Empties the frozen-text cache.</summary>
+    public void ClearTextCache()
+    {
+        foreach (var key in _textCache.Keys)
+        {
+            if (_textCache.TryRemove(key, out var t))
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            ClearTextCache();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private static Clip3dConfig Validated(Clip3dConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        return config;
+    }
+
+    private Tensor CachedTextPooled(Tensor inputIds, Tensor attentionMask)
+    {
+        var fingerprint = WeightsFingerprint(TextComponent);
+        var b = (int)inputIds.shape[0];
+        var t = (int)inputIds.shape[1];
+        var ids = inputIds.cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
+        var mask = attentionMask.cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
+        var keys = new string[b];
+        var missing = new List<int>();
+        for (var n = 0; n < b; n++)
+        {
+            var row = new byte[t * 16];
+            Buffer.BlockCopy(ids, n * t * 8, row, 0, t * 8);
+            Buffer.BlockCopy(mask, n * t * 8, row, t * 8, t * 8);
+            keys[n] = fingerprint + ":" + Convert.ToHexString(SHA256.HashData(row));
+            if (!_textCache.ContainsKey(keys[n]))
+            {
+                missing.Add(n);
+            }
+        }
+
+        if (missing.Count > 0)
+        {
+            using var index = tensor(missing.Select(m => (long)m).ToArray(), device: inputIds.device);
+            var computed = _text.EncodePooled(inputIds.index_select(0, index), attentionMask.index_select(0, index));
+            for (var m = 0; m < missing.Count; m++)
+            {
+                var row = computed[m].detach().clone();
+                row.DetachFromDisposeScope();
+                if (!_textCache.TryAdd(keys[missing[m]], row))
+                {
+                    row.Dispose();
+                }
+            }
+        }
+
+        return stack(keys.Select(k => _textCache[k]).ToArray());
     }
 }

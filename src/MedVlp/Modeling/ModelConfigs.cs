@@ -3,8 +3,9 @@ using System.Text.Json.Serialization;
 
 namespace MedVlp.Modeling;
 
-/// <summary>Sizes of the 3D vision transformer that encodes volumes (<see cref="VolumeTransformer"/>).</summary>
-public sealed record VolumeEncoderConfig
+/// <summary>Sizes of the 3D vision transformer that encodes volumes (<see cref="VolumeTransformer"/>). (Before 0.2:
+/// <c>VolumeEncoderConfig</c>; it configures the transformer, not the <see cref="Inference.VolumeEncoder"/> wrapper.)</summary>
+public sealed record VolumeTransformerConfig
 {
     /// <summary>Edge length of the cubic input, in voxels (MedBLIP: 224). Must be a multiple of <see cref="PatchSize"/>.</summary>
     public int InputSize { get; init; } = 32;
@@ -34,13 +35,27 @@ public sealed record VolumeEncoderConfig
     [JsonIgnore]
     public int GridSize => InputSize / PatchSize;
 
-    internal void Validate()
+    internal void Validate(string prefix = "")
     {
-        if (InputSize <= 0 || PatchSize <= 0 || InputSize % PatchSize != 0 || InChannels <= 0 || Width <= 0 || Depth < 0 ||
-            Heads <= 0 || Width % Heads != 0 || MlpRatio <= 0 || LayerNormEps <= 0)
+        ModelLimits.Check(prefix + "input_size", InputSize, 1, ModelLimits.MaxInputSize);
+        ModelLimits.Check(prefix + "patch_size", PatchSize, 1, ModelLimits.MaxInputSize);
+        ModelLimits.Check(prefix + "in_channels", InChannels, 1, ModelLimits.MaxChannels);
+        ModelLimits.Check(prefix + "width", Width, 1, ModelLimits.MaxWidth);
+        ModelLimits.Check(prefix + "depth", Depth, 0, ModelLimits.MaxLayers);
+        ModelLimits.Check(prefix + "heads", Heads, 1, ModelLimits.MaxHeads);
+        ModelLimits.Check(prefix + "mlp_ratio", MlpRatio, 1e-3, ModelLimits.MaxMlpRatio);
+        ModelLimits.Check(prefix + "layer_norm_eps", LayerNormEps, 1e-30, 1);
+        if (InputSize % PatchSize != 0)
         {
-            throw new ArgumentException($"Invalid volume encoder configuration {this}: input size must be a positive multiple of the patch size and width a multiple of heads.");
+            throw new ArgumentException($"expected a multiple of patch_size {PatchSize}, found {InputSize}.", prefix + "input_size");
         }
+
+        if (Width % Heads != 0)
+        {
+            throw new ArgumentException($"expected width {Width} to be a multiple of heads, found {Heads}.", prefix + "heads");
+        }
+
+        ModelLimits.Check(prefix + "input_size", (long)GridSize * GridSize * GridSize, 1, ModelLimits.MaxTokens, "patch tokens (input_size / patch_size)^3");
     }
 }
 
@@ -86,13 +101,29 @@ public sealed record BertConfig
     /// <summary>Whether the model has BERT's pooler (<c>pooler.dense</c>).</summary>
     public bool AddPoolingLayer { get; init; } = true;
 
-    internal void Validate()
+    internal void Validate(string prefix = "")
     {
-        if (VocabSize <= 0 || HiddenSize <= 0 || NumHiddenLayers < 0 || NumAttentionHeads <= 0 || HiddenSize % NumAttentionHeads != 0 ||
-            IntermediateSize <= 0 || MaxPositionEmbeddings <= 1 || TypeVocabSize <= 0 || LayerNormEps <= 0 ||
-            HiddenDropoutProb is < 0 or >= 1 || AttentionProbsDropoutProb is < 0 or >= 1)
+        ModelLimits.Check(prefix + "vocab_size", VocabSize, 1, ModelLimits.MaxVocabulary);
+        ModelLimits.Check(prefix + "hidden_size", HiddenSize, 1, ModelLimits.MaxWidth);
+        ModelLimits.Check(prefix + "num_hidden_layers", NumHiddenLayers, 0, ModelLimits.MaxLayers);
+        ModelLimits.Check(prefix + "num_attention_heads", NumAttentionHeads, 1, ModelLimits.MaxHeads);
+        ModelLimits.Check(prefix + "intermediate_size", IntermediateSize, 1, ModelLimits.MaxWidth * (long)ModelLimits.MaxMlpRatio);
+        ModelLimits.Check(prefix + "max_position_embeddings", MaxPositionEmbeddings, 2, ModelLimits.MaxPositions);
+        ModelLimits.Check(prefix + "type_vocab_size", TypeVocabSize, 1, 1024);
+        ModelLimits.Check(prefix + "layer_norm_eps", LayerNormEps, 1e-30, 1);
+        if (HiddenSize % NumAttentionHeads != 0)
         {
-            throw new ArgumentException($"Invalid BERT configuration {this}: hidden size must be a multiple of the number of heads, sizes positive, dropouts in [0, 1).");
+            throw new ArgumentException($"expected hidden_size {HiddenSize} to be a multiple of num_attention_heads, found {NumAttentionHeads}.", prefix + "num_attention_heads");
+        }
+
+        if (HiddenDropoutProb is < 0 or >= 1 || double.IsNaN(HiddenDropoutProb))
+        {
+            throw new ArgumentException($"expected a probability in [0, 1), found {HiddenDropoutProb}.", prefix + "hidden_dropout_prob");
+        }
+
+        if (AttentionProbsDropoutProb is < 0 or >= 1 || double.IsNaN(AttentionProbsDropoutProb))
+        {
+            throw new ArgumentException($"expected a probability in [0, 1), found {AttentionProbsDropoutProb}.", prefix + "attention_probs_dropout_prob");
         }
     }
 }
@@ -107,11 +138,22 @@ public enum TextPooling
     Mean,
 }
 
-/// <summary>The configuration of a dual-encoder (CLIP-style) vision-language model; stored as <c>config.json</c> in a model package.</summary>
-public sealed record VisionLanguageModelConfig
+/// <summary>
+/// The configuration of the registered <c>clip3d</c> architecture, a CLIP-style dual encoder (<see cref="DualEncoderModel"/>):
+/// a <see cref="VolumeTransformer"/> for volumes, a <see cref="BertModel"/> for reports, two projections into a shared
+/// space and a learned logit scale. Stored as the <c>model</c> section of a package's <c>config.json</c> with
+/// <c>"type": "clip3d"</c>. (Before 0.2: <c>VisionLanguageModelConfig</c>.)
+/// </summary>
+public sealed record Clip3dConfig : ArchitectureConfig
 {
+    /// <summary>The registry name of this architecture.</summary>
+    public const string ArchitectureName = "clip3d";
+
+    /// <inheritdoc />
+    public override string Architecture => ArchitectureName;
+
     /// <summary>The volume encoder.</summary>
-    public VolumeEncoderConfig Volume { get; init; } = new();
+    public VolumeTransformerConfig Volume { get; init; } = new();
 
     /// <summary>The text encoder.</summary>
     public BertConfig Text { get; init; } = new();
@@ -125,16 +167,20 @@ public sealed record VisionLanguageModelConfig
     /// <summary>Longest tokenized text, special tokens included (at most <see cref="BertConfig.MaxPositionEmbeddings"/>).</summary>
     public int MaxTextTokens { get; init; } = 128;
 
-    /// <summary>Initial softmax temperature (CLIP: 0.07); the model learns <c>logit_scale = log(1 / temperature)</c>.</summary>
+    /// <summary>Initial softmax temperature (CLIP: 0.07); the model learns <c>log(logit scale) = log(1 / temperature)</c>.</summary>
     public double InitialTemperature { get; init; } = 0.07;
 
-    /// <summary>Upper bound of <c>exp(logit_scale)</c> (CLIP: 100).</summary>
+    /// <summary>Upper bound of the logit scale (CLIP: 100).</summary>
     public double MaxLogitScale { get; init; } = 100;
 
-    /// <summary>A small configuration that trains on a CPU in a minute or two (used by <c>medvlp demo</c>).</summary>
-    public static VisionLanguageModelConfig Small(int vocabularySize) => new()
+    /// <summary>
+    /// The <c>tiny</c> size: trains on a CPU in a minute or two (used by <c>medvlp demo</c>): 32^3 input, 8^3 patches,
+    /// width 64, two layers each side.
+    /// </summary>
+    /// <param name="vocabularySize">Rows of the word embedding (the tokenizer's vocabulary; bert-base-uncased: 30522).</param>
+    public static Clip3dConfig Tiny(int vocabularySize = 30522) => new()
     {
-        Volume = new VolumeEncoderConfig { InputSize = 32, PatchSize = 8, Width = 64, Depth = 2, Heads = 4, MlpRatio = 2 },
+        Volume = new VolumeTransformerConfig { InputSize = 32, PatchSize = 8, Width = 64, Depth = 2, Heads = 4, MlpRatio = 2 },
         Text = new BertConfig
         {
             VocabSize = vocabularySize,
@@ -152,20 +198,116 @@ public sealed record VisionLanguageModelConfig
         MaxTextTokens = 96,
     };
 
-    internal void Validate()
+    /// <summary>
+    /// The <c>full</c> size, MedBLIP's volume geometry (224^3 input, 32^3 patches) with a ViT-B/BERT-base pair: width 768,
+    /// 12 layers and 12 heads each side, a 512-wide shared space, CLS pooling, 128 tokens.
+    /// </summary>
+    /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased: 30522).</param>
+    public static Clip3dConfig Full(int vocabularySize = 30522) => new()
     {
-        ArgumentNullException.ThrowIfNull(Volume);
-        ArgumentNullException.ThrowIfNull(Text);
-        Volume.Validate();
-        Text.Validate();
-        if (EmbeddingDim <= 0 || MaxTextTokens < 2 || MaxTextTokens > Text.MaxPositionEmbeddings || !(InitialTemperature > 0) || !(MaxLogitScale > 0))
+        Volume = new VolumeTransformerConfig { InputSize = 224, PatchSize = 32, Width = 768, Depth = 12, Heads = 12, MlpRatio = 4 },
+        Text = BertConfig.BertBase with { VocabSize = vocabularySize },
+        EmbeddingDim = 512,
+        TextPooling = TextPooling.Cls,
+        MaxTextTokens = 128,
+    };
+
+    /// <inheritdoc />
+    public override int? TokenizerVocabularySize(string tokenizer) => tokenizer == "text" ? Text?.VocabSize : null;
+
+    /// <inheritdoc />
+    public override long? EstimateParameters()
+    {
+        checked
         {
-            throw new ArgumentException($"Invalid model configuration: embedding dim {EmbeddingDim}, max text tokens {MaxTextTokens} (<= {Text.MaxPositionEmbeddings}), temperature {InitialTemperature}.");
+            long w = Volume.Width, c = Volume.InChannels, p = Volume.PatchSize, g = Volume.GridSize, h = (long)Math.Round(Volume.Width * Volume.MlpRatio);
+            var vision = (w * c * p * p * p) + w + w + (((g * g * g) + 1) * w)
+                + (Volume.Depth * ((4 * w) + (3 * w * w) + (3 * w) + (w * w) + w + (h * w) + h + (w * h) + w))
+                + (2 * w) + w + (w * w) + w + (2 * w * w) + (2 * w) + (w * w) + w;
+            long d = Text.HiddenSize, i = Text.IntermediateSize;
+            var text = ((long)Text.VocabSize + Text.MaxPositionEmbeddings + Text.TypeVocabSize) * d + (2 * d)
+                + (Text.NumHiddenLayers * ((4 * ((d * d) + d)) + (2 * d) + (i * d) + i + (d * i) + d + (2 * d)))
+                + (Text.AddPoolingLayer ? (d * d) + d : 0);
+            return vision + text + ((long)EmbeddingDim * w) + ((long)EmbeddingDim * d) + 1;
         }
     }
 
-    /// <summary>JSON options of model-package files: snake_case names as in Hugging Face configs, enums as strings.</summary>
-    internal static JsonSerializerOptions JsonOptions { get; } = new()
+    /// <summary>The <c>tiny</c> size (kept for code written before the registry).</summary>
+    public static Clip3dConfig Small(int vocabularySize) => Tiny(vocabularySize);
+
+    /// <inheritdoc />
+    public override void Validate()
+    {
+        if (Volume is null)
+        {
+            throw new ArgumentException("the volume encoder section is missing.", "volume");
+        }
+
+        if (Text is null)
+        {
+            throw new ArgumentException("the text encoder section is missing.", "text");
+        }
+
+        Volume.Validate("volume.");
+        Text.Validate("text.");
+        ModelLimits.Check("embedding_dim", EmbeddingDim, 1, ModelLimits.MaxWidth);
+        ModelLimits.Check("max_text_tokens", MaxTextTokens, 2, Text.MaxPositionEmbeddings, "text.max_position_embeddings");
+        ModelLimits.Check("initial_temperature", InitialTemperature, 1e-6, 1e6);
+        ModelLimits.Check("max_logit_scale", MaxLogitScale, 1e-6, 1e6);
+    }
+}
+
+/// <summary>
+/// Sane bounds on architecture sizes, checked by every configuration's <see cref="ArchitectureConfig.Validate"/> before a
+/// module is built, so that a hostile or mistyped <c>config.json</c> (<c>num_hidden_layers: 1000000</c>) fails with a
+/// clear error instead of exhausting memory. They are far above every model of the papers (EVA ViT-g: width 1408,
+/// 39 layers; OPT/BioMedLM: width 2560, 32 layers).
+/// </summary>
+public static class ModelLimits
+{
+    /// <summary>Largest hidden width.</summary>
+    public const int MaxWidth = 16384;
+
+    /// <summary>Largest number of layers of one stack.</summary>
+    public const int MaxLayers = 512;
+
+    /// <summary>Largest number of attention heads.</summary>
+    public const int MaxHeads = 256;
+
+    /// <summary>Largest MLP ratio.</summary>
+    public const double MaxMlpRatio = 16;
+
+    /// <summary>Largest vocabulary.</summary>
+    public const int MaxVocabulary = 1 << 20;
+
+    /// <summary>Largest number of learned positions.</summary>
+    public const int MaxPositions = 1 << 16;
+
+    /// <summary>Largest edge of a model input, in voxels or pixels.</summary>
+    public const int MaxInputSize = 2048;
+
+    /// <summary>Largest number of input channels.</summary>
+    public const int MaxChannels = 64;
+
+    /// <summary>Largest number of patch tokens of one input.</summary>
+    public const long MaxTokens = 1 << 16;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> whose parameter name is <paramref name="field"/> unless
+    /// <paramref name="value"/> lies in [<paramref name="min"/>, <paramref name="max"/>].</summary>
+    public static void Check(string field, double value, double min, double max, string? maxName = null)
+    {
+        if (double.IsNaN(value) || value < min || value > max)
+        {
+            throw new ArgumentException($"expected a value in [{min}, {(maxName is null ? max.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"{maxName} = {max}")}], found {value}.", field);
+        }
+    }
+}
+
+/// <summary>JSON conventions of model-package files.</summary>
+internal static class ModelJson
+{
+    /// <summary>Snake_case names as in Hugging Face configs, enums as strings.</summary>
+    public static JsonSerializerOptions Options { get; } = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,

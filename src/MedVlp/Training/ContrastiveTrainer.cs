@@ -155,9 +155,9 @@ public sealed partial class ContrastiveTrainer : IDisposable
 
         using var scope = NewDisposeScope();
         _optimizer.zero_grad();
-        var imageFeatures = _model.Module.EncodeVolumes(volumes);
-        var textFeatures = _model.Module.EncodeTexts(inputIds, attentionMask);
-        var output = _loss.forward(new ContrastiveInput(imageFeatures, textFeatures, _model.Module.ScaleFactor()));
+        var imageFeatures = _model.DualEncoder.EncodeImages(volumes);
+        var textFeatures = _model.DualEncoder.EncodeTexts(inputIds, attentionMask);
+        var output = _loss.forward(new ContrastiveInput(imageFeatures, textFeatures, _model.DualEncoder.LogitScale()));
         output.Total.backward();
         nn.utils.clip_grad_norm_(_parameters, _options.GradientClipNorm);
         _optimizer.step();

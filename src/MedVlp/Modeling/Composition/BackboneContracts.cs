@@ -1,0 +1,172 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedVlp.Modeling;
+
+// Vocabulary used across MedVlp: "image" is the vision input of any dimensionality (a 2D slice, projection or X-ray,
+// or a 3D volume) and is the word of the losses and the contracts below; "volume" names what is 3D only (the
+// MedVlp.Volumes.Volume type, VolumeTransformer, VolumeEncoder which reads Volume objects). "Logit scale" is always
+// the multiplier of the similarities (exp of the learned parameter); the learned parameter itself is its log.
+
+/// <summary>
+/// What a backbone returns for a batch: per-token states, one pooled vector per example, and which tokens are real.
+/// The caller owns the tensors (dispose them, or create them inside a dispose scope).
+/// </summary>
+/// <param name="Tokens">Token states (B x T x width).</param>
+/// <param name="Pooled">One vector per example (B x width): CLS, mean or attention pooling, as the backbone defines.</param>
+/// <param name="TokenMask">1 for a real token, 0 for padding (B x T, int64); all ones for images.</param>
+public sealed record BackboneOutput(Tensor Tokens, Tensor Pooled, Tensor TokenMask) : IDisposable
+{
+    /// <summary>Disposes the three tensors.</summary>
+    public void Dispose()
+    {
+        Tokens.Dispose();
+        Pooled.Dispose();
+        TokenMask.Dispose();
+    }
+}
+
+/// <summary>
+/// An image backbone (2D or 3D): a ViT, a ResNet, an EVA ViT fed with 3D patches. Implemented by modules, or by an
+/// adapter around a module (<see cref="BackboneAdapters"/>). Freeze it through its <see cref="CompositeModel"/>.
+/// </summary>
+public interface IImageBackbone
+{
+    /// <summary>The TorchSharp module holding the weights (the backbone itself, or the module an adapter wraps).</summary>
+    nn.Module TorchModule { get; }
+
+    /// <summary>Width of the token states and of the pooled vector.</summary>
+    int Width { get; }
+
+    /// <summary>The shape of one input example: channels then spatial sizes (C x D x H x W for volumes, C x H x W for images).</summary>
+    IReadOnlyList<long> InputShape { get; }
+
+    /// <summary>Tokens, pooled vector and token mask for a batch of images (B x <see cref="InputShape"/>).</summary>
+    BackboneOutput Encode(Tensor images);
+
+    /// <summary>Only the pooled vector (B x width); backbones may compute it without materialising what else
+    /// <see cref="Encode"/> returns.</summary>
+    Tensor EncodePooled(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var output = Encode(images);
+        return scope.MoveToOuter(output.Pooled);
+    }
+}
+
+/// <summary>A text backbone (BERT, CXR-BERT, a Q-Former's text side): token ids and attention mask in, states out.</summary>
+public interface ITextBackbone
+{
+    /// <summary>The TorchSharp module holding the weights.</summary>
+    nn.Module TorchModule { get; }
+
+    /// <summary>Width of the token states and of the pooled vector.</summary>
+    int Width { get; }
+
+    /// <summary>Rows of the word embedding: token ids must be smaller.</summary>
+    int VocabularySize { get; }
+
+    /// <summary>The longest sequence the backbone accepts (its learned positions).</summary>
+    int MaxTokens { get; }
+
+    /// <summary>Tokens, pooled vector and the attention mask for token ids (B x T, int64) and mask (B x T, 1 = token).</summary>
+    BackboneOutput Encode(Tensor inputIds, Tensor attentionMask);
+
+    /// <summary>Only the pooled vector (B x width).</summary>
+    Tensor EncodePooled(Tensor inputIds, Tensor attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        var output = Encode(inputIds, attentionMask);
+        return scope.MoveToOuter(output.Pooled);
+    }
+}
+
+/// <summary>What a causal language model returns.</summary>
+/// <param name="Logits">Next-token logits (B x T x vocabulary).</param>
+/// <param name="Loss">Mean cross-entropy of the shifted labels (positions labelled -100 ignored), when labels were given.</param>
+public sealed record LanguageModelOutput(Tensor Logits, Tensor? Loss) : IDisposable
+{
+    /// <summary>Disposes the tensors.</summary>
+    public void Dispose()
+    {
+        Logits.Dispose();
+        Loss?.Dispose();
+    }
+}
+
+/// <summary>Decoding settings of <see cref="ICausalLanguageModel.Generate"/>.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>The most tokens to generate after the prompt. Default 64.</summary>
+    public int MaxNewTokens { get; init; } = 64;
+
+    /// <summary>Beams of beam search (1: greedy). Default 1.</summary>
+    public int NumBeams { get; init; } = 1;
+
+    /// <summary>Sampling temperature (0: no sampling). Default 0.</summary>
+    public double Temperature { get; init; }
+
+    /// <summary>Nucleus sampling mass (1: off). Default 1.</summary>
+    public double TopP { get; init; } = 1;
+
+    /// <summary>Penalty on repeated tokens (1: none). Default 1.</summary>
+    public double RepetitionPenalty { get; init; } = 1;
+
+    /// <summary>The end-of-sequence id; generation of a row stops after it. Null: the model's own.</summary>
+    public int? EosTokenId { get; init; }
+
+    /// <summary>Seed of the sampling.</summary>
+    public int Seed { get; init; }
+}
+
+/// <summary>
+/// A decoder-only language model driven by embeddings, as MedBLIP drives a frozen OPT/BioMedLM with Q-Former outputs
+/// prepended to the prompt: <c>inputs_embeds</c> (+ mask, labels) in, logits and loss out; and generation.
+/// Gradients flow through it to <c>inputs_embeds</c> even when it is frozen.
+/// </summary>
+public interface ICausalLanguageModel
+{
+    /// <summary>The TorchSharp module holding the weights.</summary>
+    nn.Module TorchModule { get; }
+
+    /// <summary>Width of the input embeddings.</summary>
+    int Width { get; }
+
+    /// <summary>Size of the output vocabulary.</summary>
+    int VocabularySize { get; }
+
+    /// <summary>The model's token embedding of ids (B x T) -> (B x T x width), to concatenate behind soft prompts.</summary>
+    Tensor EmbedTokens(Tensor inputIds);
+
+    /// <summary>Logits for <paramref name="inputsEmbeds"/> (B x T x width) under <paramref name="attentionMask"/> (B x T);
+    /// with <paramref name="labels"/> (B x T, -100 = ignore) also the shifted next-token loss.</summary>
+    LanguageModelOutput Forward(Tensor inputsEmbeds, Tensor attentionMask, Tensor? labels = null);
+
+    /// <summary>Generates continuations of the prompts (B x new tokens, int64; padded after the end token).</summary>
+    Tensor Generate(Tensor inputsEmbeds, Tensor attentionMask, GenerationOptions options);
+}
+
+/// <summary>
+/// A model that embeds images and texts into one space (CLIP-style): what <see cref="Inference.VolumeEncoder"/>,
+/// <see cref="Inference.TextEncoder"/> and zero-shot classification need from an architecture.
+/// </summary>
+public interface IDualEncoder
+{
+    /// <summary>Width of the shared embedding space.</summary>
+    int EmbeddingDim { get; }
+
+    /// <summary>The shape of one preprocessed image example (channels, then spatial sizes).</summary>
+    IReadOnlyList<long> ImageInputShape { get; }
+
+    /// <summary>The longest tokenized text, special tokens included.</summary>
+    int MaxTextTokens { get; }
+
+    /// <summary>L2-normalised image embeddings (B x E) of preprocessed images (B x <see cref="ImageInputShape"/>).</summary>
+    Tensor EncodeImages(Tensor images);
+
+    /// <summary>L2-normalised text embeddings (B x E) of token ids and attention mask (B x T).</summary>
+    Tensor EncodeTexts(Tensor inputIds, Tensor attentionMask);
+
+    /// <summary>The logit scale (0-d): the multiplier of cosine similarities, exp of the learned parameter, clamped.</summary>
+    Tensor LogitScale();
+}
