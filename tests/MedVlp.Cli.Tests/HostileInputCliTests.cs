@@ -20,9 +20,9 @@ public sealed class TinyPackageFixture : IDisposable
     public TinyPackageFixture()
     {
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt"));
-        var config = new VisionLanguageModelConfig
+        var config = new Clip3dConfig
         {
-            Volume = new VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+            Volume = new VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
             Text = new BertConfig
             {
                 VocabSize = tokenizer.VocabularySize, HiddenSize = 16, NumHiddenLayers = 1, NumAttentionHeads = 2, IntermediateSize = 32,

@@ -126,9 +126,11 @@ internal static class PackageTarget
         }
 
         var parts = Split(bytes);
-        File.WriteAllBytes(Path.Combine(folder, "config.json"), parts.ElementAtOrDefault(0) ?? []);
-        File.WriteAllBytes(Path.Combine(folder, "preprocessing.json"), parts.ElementAtOrDefault(1) ?? []);
-        File.WriteAllBytes(Path.Combine(folder, "vocab.txt"), parts.ElementAtOrDefault(2) ?? []);
+        var preprocessing = parts.ElementAtOrDefault(1) ?? [];
+        var vocab = parts.ElementAtOrDefault(2) ?? [];
+        File.WriteAllBytes(Path.Combine(folder, "config.json"), FixIntegrity(parts.ElementAtOrDefault(0) ?? [], preprocessing, vocab));
+        File.WriteAllBytes(Path.Combine(folder, "preprocessing.json"), preprocessing);
+        File.WriteAllBytes(Path.Combine(folder, "vocab.txt"), vocab);
         try
         {
             using var model = MedVlp.VisionLanguageModel.Load(folder);
@@ -151,9 +153,9 @@ internal static class PackageTarget
         var vocab = Path.Combine(directory, "small-vocab.txt");
         File.WriteAllLines(vocab, File.ReadLines(Path.Combine(data, "bert", "vocab.txt")).Take(1200)); // [PAD], [UNK], [CLS], [SEP], [MASK], common words
         var tokenizer = MedVlp.Text.WordPieceTextTokenizer.FromVocabularyFile(vocab);
-        var config = new MedVlp.Modeling.VisionLanguageModelConfig
+        var config = new MedVlp.Modeling.Clip3dConfig
         {
-            Volume = new MedVlp.Modeling.VolumeEncoderConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+            Volume = new MedVlp.Modeling.VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
             Text = new MedVlp.Modeling.BertConfig
             {
                 VocabSize = tokenizer.VocabularySize, HiddenSize = 16, NumHiddenLayers = 1, NumAttentionHeads = 2, IntermediateSize = 32,
@@ -187,6 +189,37 @@ internal static class PackageTarget
 
         File.WriteAllBytes(Path.Combine(directory, "seed.txt"), [.. seed]);
         File.Copy(Path.Combine(package, "model.safetensors"), Path.Combine(directory, "model.safetensors"), overwrite: true);
+    }
+
+    /// <summary>
+    /// Package v2 records each file's SHA-256 and size in config.json: recompute them for the fuzzed preprocessing.json
+    /// and vocab.txt (when config.json parses), so that mutations reach their parsers instead of the integrity check.
+    /// </summary>
+    private static byte[] FixIntegrity(byte[] config, byte[] preprocessing, byte[] vocab)
+    {
+        try
+        {
+            if (System.Text.Json.Nodes.JsonNode.Parse(config) is not System.Text.Json.Nodes.JsonObject root
+                || root["files"] is not System.Text.Json.Nodes.JsonObject files)
+            {
+                return config;
+            }
+
+            foreach (var (name, content) in new[] { ("preprocessing.json", preprocessing), ("vocab.txt", vocab) })
+            {
+                if (files[name] is System.Text.Json.Nodes.JsonObject record)
+                {
+                    record["sha256"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(content));
+                    record["size"] = content.LongLength;
+                }
+            }
+
+            return Encoding.UTF8.GetBytes(root.ToJsonString());
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or ArgumentException or InvalidOperationException)
+        {
+            return config;
+        }
     }
 
     private static List<byte[]> Split(byte[] bytes)
