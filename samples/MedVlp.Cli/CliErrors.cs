@@ -66,7 +66,7 @@ internal static class CliLimits
     };
 
     /// <summary>Adds the options to the root command (they apply to every subcommand).</summary>
-    public static void AddTo(System.CommandLine.RootCommand root)
+    public static void AddTo(System.CommandLine.Command root)
     {
         root.Options.Add(MaxVoxels);
         root.Options.Add(MaxDecompressed);

@@ -1,15 +1,17 @@
-using System.CommandLine;
-using MedVlp.Cli;
 using MedVlp.Cli.Commands;
 
-var root = new RootCommand("medvlp: 3D medical volumes and vision-language models from the command line.");
+var root = MedVlp.Cli.CommandLine.CreateRoot("medvlp: 3D medical volumes and vision-language models from the command line.");
+var demo = DemoCommand.Create();
+var zeroShot = ZeroShotCommand.Create();
+var probe = ProbeCommand.Create();
+var model = ModelCommand.Create();
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
 root.Subcommands.Add(PreprocessCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
-root.Subcommands.Add(DemoCommand.Create());
-root.Subcommands.Add(ZeroShotCommand.Create());
-root.Subcommands.Add(ModelCommand.Create());
-CliLimits.AddTo(root);
-var parsed = root.Parse(args);
-return parsed.Errors.Count > 0 ? parsed.Invoke() : CliLimits.Apply(parsed) ?? parsed.Invoke();
+root.Subcommands.Add(demo);
+root.Subcommands.Add(zeroShot);
+root.Subcommands.Add(probe);
+root.Subcommands.Add(model);
+MedVlp.Cli.CliLimits.AddTo(root);
+return MedVlp.Cli.CommandLine.Run(root, args, needLibTorch: [demo, zeroShot, probe, model]);
