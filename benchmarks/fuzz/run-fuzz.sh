@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzz MedVlp's DICOM or NIfTI parser with AFL++ through SharpFuzz for N minutes (default 10).
-#   bash benchmarks/fuzz/run-fuzz.sh [dicom|nifti] [MINUTES]
+# Fuzz MedVlp's DICOM, NIfTI, MetaImage or NRRD reader, or model-package loading, with AFL++ through SharpFuzz for
+# N minutes (default 10).
+#   bash benchmarks/fuzz/run-fuzz.sh [dicom|nifti|metaimage|nrrd|package] [MINUTES]
 # Needs: afl++ (apt-get install -y afl++), the .NET SDK, test data (scripts/fetch-test-data.sh).
 # Findings land in benchmarks/fuzz/findings-TARGET/default/{crashes,hangs}; replay them with
 #   dotnet benchmarks/fuzz/out-replay/MedVlp.Fuzz.dll TARGET --replay benchmarks/fuzz/findings-TARGET/default/crashes/id*
@@ -8,7 +9,7 @@
 set -euo pipefail
 target="${1:-dicom}"
 minutes="${2:-10}"
-case "$target" in dicom|nifti|safetensors) ;; *) echo "usage: run-fuzz.sh [dicom|nifti|safetensors] [MINUTES]" >&2; exit 2 ;; esac
+case "$target" in dicom|nifti|metaimage|nrrd|package|safetensors) ;; *) echo "usage: run-fuzz.sh [dicom|nifti|metaimage|nrrd|package|safetensors] [MINUTES]" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data="${MEDVLP_TESTDATA:-$root/.testdata}"
@@ -24,6 +25,9 @@ rm -rf "$here/out" "$here/out-replay"
 dotnet publish "$here/MedVlp.Fuzz/MedVlp.Fuzz.csproj" -c Release -o "$here/out" --nologo -v q
 cp -r "$here/out" "$here/out-replay"
 if [ "$target" = safetensors ]; then "$tools/sharpfuzz" "$here/out/MedVlp.dll"; else "$tools/sharpfuzz" "$here/out/MedVlp.Volumes.dll"; fi
+if [ "$target" = package ]; then
+  "$tools/sharpfuzz" "$here/out/MedVlp.dll"
+fi
 
 corpus="$here/corpus-$target"
 findings="$here/findings-$target"
@@ -49,9 +53,52 @@ if [ "$target" = dicom ]; then
     [ -f "$data/pydicom/$f" ] && cp "$data/pydicom/$f" "$corpus/"
   done
 fi
+# MetaImage / NRRD: small headers that read (attached, detached data.raw, LIST, %d patterns, zlib/gzip, ascii, skips),
+# plus ITK's headers pointed at data.raw. The harness puts data.raw, s1.raw and s2.raw beside every input.
+if [ "$target" = metaimage ] || [ "$target" = nrrd ]; then
+  /usr/bin/python3 - "$target" "$corpus" <<'PY'
+import sys, zlib, gzip, os
+target, corpus = sys.argv[1], sys.argv[2]
+def put(name, text, data=b""):
+    open(os.path.join(corpus, name), "wb").write(text.encode() + data)
+if target == "metaimage":
+    h = "ObjectType = Image\nNDims = 3\nBinaryData = True\n"
+    put("local.mha", h + "DimSize = 4 4 4\nElementType = MET_UCHAR\nElementSpacing = 1 2 3\nOffset = 1 2 3\nTransformMatrix = 0 1 0 1 0 0 0 0 1\nElementDataFile = LOCAL\n", bytes(range(64)))
+    put("detached.mhd", h + "DimSize = 16 16 4\nElementType = MET_SHORT\nBinaryDataByteOrderMSB = True\nHeaderSize = 8\nElementDataFile = data.raw\n")
+    put("list.mhd", h + "DimSize = 16 16 2\nElementType = MET_UCHAR\nElementDataFile = LIST\ns1.raw\ns2.raw\n")
+    put("pattern.mhd", h + "DimSize = 16 16 2\nElementType = MET_UCHAR\nElementDataFile = s%d.raw 1 2 1\n")
+    put("zlib.mha", h + "DimSize = 8 8 8\nElementType = MET_FLOAT\nCompressedData = True\nElementNumberOfChannels = 1\nElementDataFile = LOCAL\n", zlib.compress(bytes(2048)))
+    put("ascii.mha", "NDims = 2\nDimSize = 3 2\nBinaryData = False\nElementType = MET_DOUBLE\nElementDataFile = LOCAL\n", b"1 2 3\n4.5 -6 7e3\n")
+    put("4d.mhd", "NDims = 4\nDimSize = 4 4 4 2\nElementType = MET_UCHAR\nElementNumberOfChannels = 2\nHeaderSize = -1\nElementDataFile = data.raw\n")
+else:
+    h = "NRRD0004\n# comment\n"
+    put("attached.nrrd", h + "type: short\ndimension: 3\nsizes: 4 4 2\nspace: left-posterior-superior\nspace directions: (1,0,0) (0,2,0) (0,0,3)\nspace origin: (1,2,3)\nendian: little\nencoding: raw\n\n", bytes(64))
+    put("detached.nhdr", h + "type: uchar\ndimension: 3\nsizes: 16 16 4\nline skip: 1\nbyte skip: 4\nencoding: raw\ndata file: data.raw\n")
+    put("list.nhdr", h + "type: uchar\ndimension: 3\nsizes: 16 16 2\nencoding: raw\ndata file: LIST\ns1.raw\ns2.raw\n")
+    put("pattern.nhdr", h + "type: uchar\ndimension: 3\nsizes: 16 16 2\nencoding: raw\ndata file: s%d.raw 1 2 1 2\n")
+    put("gzip.nrrd", h + "type: float\ndimension: 4\nsizes: 2 4 4 4\nkinds: vector domain domain domain\nspace: RAS\nspace directions: none (1,0,0) (0,1,0) (0,0,1)\nendian: big\nencoding: gzip\n\n", gzip.compress(bytes(512)))
+    put("ascii.nrrd", h + "type: double\ndimension: 2\nsizes: 3 2\nspacings: 1.5 2\nencoding: ascii\n\n", b"1 2 3\n4.5 -6 7e3\n")
+    put("skip-end.nhdr", h + "type: uchar\ndimension: 3\nsizes: 8 8 8\nbyte skip: -1\nencoding: raw\ndata file: data.raw\n")
+PY
+  ext=$([ "$target" = metaimage ] && echo mhd || echo nhdr)
+  for f in "$data"/itk/*.$ext; do
+    [ -f "$f" ] && sed -E 's/^(ElementDataFile = |data file: ).*/\1data.raw/' "$f" > "$corpus/itk-$(basename "$f")"
+  done
+fi
+# Package: config.json + preprocessing.json + vocab.txt of a tiny package (1200-token vocabulary) as one input; the
+# weights are made once, uninstrumented, and stay fixed. A virtual-memory cap keeps a config asking for huge layers
+# from taking the shared machine down (it ends as a crash or hang finding instead).
+if [ "$target" = package ]; then
+  MEDVLP_TESTDATA="$data" dotnet "$here/out-replay/MedVlp.Fuzz.dll" package --make-seed "$here/package-seed"
+  cp "$here/package-seed/seed.txt" "$corpus/"
+  export MEDVLP_FUZZ_WEIGHTS="$here/package-seed/model.safetensors" DOTNET_GCHeapHardLimit=0x20000000
+  memory_limit=(-m 8192)
+else
+  memory_limit=(-m none)
+fi
 
 export AFL_AUTORESUME=1 AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1
-afl-fuzz -i "$corpus" -o "$findings" -t 5000 -m none -V $((minutes * 60)) -- dotnet "$here/out/MedVlp.Fuzz.dll" "$target" || true
+afl-fuzz -i "$corpus" -o "$findings" -t 5000 "${memory_limit[@]}" -V $((minutes * 60)) -- dotnet "$here/out/MedVlp.Fuzz.dll" "$target" || true
 
 crashes=("$findings"/default/crashes/id*)
 if [ -e "${crashes[0]}" ]; then

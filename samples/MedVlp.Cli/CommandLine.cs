@@ -80,6 +80,11 @@ internal static class CommandLine
             return CliErrors.BadInput;
         }
 
+        if (!isHelp && CliLimits.Apply(result) is { } invalid)
+        {
+            return invalid; // --max-voxels / --max-decompressed-bytes out of range
+        }
+
         return result.Invoke();
     }
 

@@ -22,4 +22,5 @@ root.Subcommands.Add(embed);
 root.Subcommands.Add(IndexCommand.Create());
 root.Subcommands.Add(search);
 root.Subcommands.Add(train);
+MedVlp.Cli.CliLimits.AddTo(root);
 return MedVlp.Cli.CommandLine.Run(root, args, needLibTorch: [demo, zeroShot, probe, model, weights, embed, search, train]);

@@ -1,8 +1,10 @@
 namespace MedVlp.Volumes;
 
 /// <summary>
-/// Thrown when a file cannot be read as a volume: it is truncated, its header is inconsistent,
-/// or it uses a feature MedVlp does not support. The message names the file, the field and what was expected.
+/// Thrown when a file cannot be read as a volume or as a preprocessing pipeline: it is truncated, its header is
+/// inconsistent, it names a data file outside its folder or a file that is not a regular file, it asks for more than
+/// <see cref="ResourceLimits"/> allow, or it uses a feature MedVlp does not support; also when a preprocessing step cannot
+/// process a volume (its output would be too large). The message names the file, the field and what was expected.
 /// </summary>
 public sealed class VolumeFormatException : IOException
 {

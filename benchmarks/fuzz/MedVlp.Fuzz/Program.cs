@@ -1,25 +1,56 @@
-using MedVlp.Serialization;
+using System.Text;
 using MedVlp.Volumes;
 using MedVlp.Volumes.IO;
 using MedVlp.Volumes.IO.Dicom;
+using MedVlp.Volumes.IO.MetaImage;
 using MedVlp.Volumes.IO.Nifti;
+using MedVlp.Volumes.IO.Nrrd;
 using SharpFuzz;
 
-// Fuzz targets: any input must either read as a volume or end in VolumeFormatException (safetensors: read as a
-// validated header or end in ModelFormatException). Anything else
-// (IndexOutOfRange, OutOfMemory, an endless loop caught by AFL's timeout) is a bug.
-//   medvlp-fuzz TARGET                  run under afl-fuzz (SharpFuzz out-of-process mode); TARGET = dicom | nifti | safetensors
+// Fuzz targets: any input must either read as a volume (or load as a model package) or end in the documented exception
+// (VolumeFormatException; for packages also ModelFormatException; safetensors: a validated header or ModelFormatException). Anything else (IndexOutOfRange, OutOfMemory, an
+// endless loop caught by AFL's timeout, a native abort) is a bug.
+//   medvlp-fuzz TARGET                  run under afl-fuzz (SharpFuzz out-of-process mode);
+//                                       TARGET = dicom | nifti | metaimage | nrrd | package | safetensors
 //   medvlp-fuzz TARGET --replay FILES   run inputs once each without AFL (to check crashes and turn them into tests);
 //                                       use an uninstrumented build (run-fuzz.sh publishes one to out-replay/)
-// Nothing from MedVlp.Volumes may run before Fuzzer.OutOfProcess.Run: instrumented code needs AFL's trace map.
-if (args.Length == 0 || args[0] is not ("dicom" or "nifti" or "safetensors"))
+//   medvlp-fuzz package --make-seed DIR write a tiny model package's seed input and weights to DIR (uninstrumented build)
+// Nothing from MedVlp.Volumes or MedVlp may run before Fuzzer.OutOfProcess.Run: instrumented code needs AFL's trace map.
+string[] targets = ["dicom", "nifti", "metaimage", "nrrd", "package", "safetensors"];
+if (args.Length == 0 || !targets.Contains(args[0]))
 {
-    Console.Error.WriteLine("usage: MedVlp.Fuzz dicom|nifti|safetensors [--replay FILE...]");
+    Console.Error.WriteLine("usage: MedVlp.Fuzz dicom|nifti|metaimage|nrrd|package|safetensors [--replay FILE... | --make-seed DIR]");
     return 2;
 }
 
 var target = args[0];
+if (target == "package" && args.Length > 2 && args[1] == "--make-seed")
+{
+    PackageTarget.MakeSeed(args[2]);
+    return 0;
+}
+
 var scratch = Path.Combine(Path.GetTempPath(), $"medvlp-fuzz-{Environment.ProcessId}.{target switch { "nifti" => "nii", "safetensors" => "safetensors", _ => "dcm" }}");
+
+// MetaImage, NRRD and packages get a folder: detached headers may name the data files beside them (data.raw, s1.raw,
+// s2.raw), and nothing outside it may ever be read.
+var folder = Path.Combine(Path.GetTempPath(), $"medvlp-fuzz-{target}-{Environment.ProcessId}");
+if (target is "metaimage" or "nrrd" or "package")
+{
+    Directory.CreateDirectory(folder);
+    scratch = Path.Combine(folder, target == "metaimage" ? "input.mhd" : target == "nrrd" ? "input.nhdr" : "unused");
+    File.WriteAllBytes(Path.Combine(folder, "data.raw"), [.. Enumerable.Range(0, 4096).Select(i => (byte)(i * 31))]);
+    File.WriteAllBytes(Path.Combine(folder, "s1.raw"), [.. Enumerable.Range(0, 512).Select(i => (byte)i)]);
+    File.WriteAllBytes(Path.Combine(folder, "s2.raw"), [.. Enumerable.Range(0, 512).Select(i => (byte)(255 - i))]);
+    if (target == "package")
+    {
+        // The weights stay fixed (safetensors has its own fuzz-free parser tests); config, preprocessing and vocab are fuzzed.
+        var weights = Environment.GetEnvironmentVariable("MEDVLP_FUZZ_WEIGHTS")
+            ?? throw new InvalidOperationException("set MEDVLP_FUZZ_WEIGHTS to the model.safetensors made by --make-seed");
+        File.Copy(weights, Path.Combine(folder, "model.safetensors"), overwrite: true);
+    }
+}
+
 if (args.Length > 1 && args[1] == "--replay")
 {
     var failures = 0;
@@ -47,6 +78,12 @@ return 0;
 
 void Run(Stream input)
 {
+    if (target == "package")
+    {
+        PackageTarget.Run(input, folder);
+        return;
+    }
+
     using (input)
     using (var file = File.Create(scratch))
     {
@@ -59,9 +96,9 @@ void Run(Stream input)
         // offsets tiling the data section exactly).
         try
         {
-            _ = Safetensors.ReadHeader(scratch);
+            _ = MedVlp.Serialization.Safetensors.ReadHeader(scratch);
         }
-        catch (ModelFormatException)
+        catch (MedVlp.Serialization.ModelFormatException)
         {
             // The documented outcome for bad input.
         }
@@ -73,10 +110,152 @@ void Run(Stream input)
     {
         // NIfTI: the reader sniffs gzip by content, so gzipped and plain inputs both reach the header parser.
         var options = new VolumeReadOptions { MaxVoxels = 1 << 24 };
-        _ = target == "nifti" ? NiftiReader.Read(scratch, options) : DicomSeriesReader.Read(scratch, options);
+        _ = target switch
+        {
+            "nifti" => NiftiReader.Read(scratch, options),
+            "metaimage" => MetaImageReader.Read(scratch, options),
+            "nrrd" => NrrdReader.Read(scratch, options),
+            _ => DicomSeriesReader.Read(scratch, options),
+        };
     }
     catch (VolumeFormatException)
     {
         // The documented outcome for bad input.
+    }
+}
+
+/// <summary>The model-package target: config.json, preprocessing.json and vocab.txt, separated by <see cref="Separator"/>.</summary>
+internal static class PackageTarget
+{
+    public const string Separator = "\n--8<--\n";
+    private static readonly string[] PackageFiles = ["config.json", "preprocessing.json", "vocab.txt"];
+    private static readonly HashSet<string> Known = [.. (Environment.GetEnvironmentVariable("MEDVLP_FUZZ_KNOWN") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)];
+
+    public static void Run(Stream input, string folder)
+    {
+        byte[] bytes;
+        using (input)
+        using (var m = new MemoryStream())
+        {
+            input.CopyTo(m);
+            bytes = m.ToArray();
+        }
+
+        var parts = Split(bytes);
+        var preprocessing = parts.ElementAtOrDefault(1) ?? [];
+        var vocab = parts.ElementAtOrDefault(2) ?? [];
+        File.WriteAllBytes(Path.Combine(folder, "config.json"), FixIntegrity(parts.ElementAtOrDefault(0) ?? [], preprocessing, vocab));
+        File.WriteAllBytes(Path.Combine(folder, "preprocessing.json"), preprocessing);
+        File.WriteAllBytes(Path.Combine(folder, "vocab.txt"), vocab);
+        try
+        {
+            using var model = MedVlp.VisionLanguageModel.Load(folder);
+        }
+        catch (Exception ex) when (ex is MedVlp.Serialization.ModelFormatException or VolumeFormatException)
+        {
+            // The documented outcomes for a bad package.
+        }
+        catch (Exception ex) when (Known.Contains(ex.GetType().Name))
+        {
+            // A finding already reported (MEDVLP_FUZZ_KNOWN=TypeName,...): look past it for new ones.
+        }
+    }
+
+    /// <summary>Writes seed.txt (a valid tiny package as one input) and model.safetensors into <paramref name="directory"/>.</summary>
+    public static void MakeSeed(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var data = Environment.GetEnvironmentVariable("MEDVLP_TESTDATA") ?? throw new InvalidOperationException("set MEDVLP_TESTDATA");
+        var vocab = Path.Combine(directory, "small-vocab.txt");
+        File.WriteAllLines(vocab, File.ReadLines(Path.Combine(data, "bert", "vocab.txt")).Take(1200)); // [PAD], [UNK], [CLS], [SEP], [MASK], common words
+        var tokenizer = MedVlp.Text.WordPieceTextTokenizer.FromVocabularyFile(vocab);
+        var config = new MedVlp.Modeling.Clip3dConfig
+        {
+            Volume = new MedVlp.Modeling.VolumeTransformerConfig { InputSize = 16, PatchSize = 8, Width = 16, Depth = 1, Heads = 2, MlpRatio = 2 },
+            Text = new MedVlp.Modeling.BertConfig
+            {
+                VocabSize = tokenizer.VocabularySize, HiddenSize = 16, NumHiddenLayers = 1, NumAttentionHeads = 2, IntermediateSize = 32,
+                MaxPositionEmbeddings = 64, HiddenDropoutProb = 0, AttentionProbsDropoutProb = 0, AddPoolingLayer = false,
+            },
+            EmbeddingDim = 8,
+            MaxTextTokens = 64,
+        };
+        var preprocessing = new MedVlp.Volumes.Transforms.TransformPipeline(
+        [
+            new MedVlp.Volumes.Transforms.MinMaxNormalize(),
+            new MedVlp.Volumes.Transforms.ResizeLongestSide { Size = 16 },
+            new MedVlp.Volumes.Transforms.CropOrPad { Size = new VolumeShape(16, 16, 16) },
+        ], "tiny");
+        var package = Path.Combine(directory, "package");
+        using (var model = MedVlp.VisionLanguageModel.Create(config, tokenizer, preprocessing, 1))
+        {
+            model.Save(package);
+        }
+
+        var seed = new List<byte>();
+        foreach (var (file, n) in PackageFiles.Select((f, n) => (f, n)))
+        {
+            if (n > 0)
+            {
+                seed.AddRange(Encoding.ASCII.GetBytes(Separator));
+            }
+
+            seed.AddRange(File.ReadAllBytes(Path.Combine(package, file)));
+        }
+
+        File.WriteAllBytes(Path.Combine(directory, "seed.txt"), [.. seed]);
+        File.Copy(Path.Combine(package, "model.safetensors"), Path.Combine(directory, "model.safetensors"), overwrite: true);
+    }
+
+    /// <summary>
+    /// Package v2 records each file's SHA-256 and size in config.json: recompute them for the fuzzed preprocessing.json
+    /// and vocab.txt (when config.json parses), so that mutations reach their parsers instead of the integrity check.
+    /// </summary>
+    private static byte[] FixIntegrity(byte[] config, byte[] preprocessing, byte[] vocab)
+    {
+        try
+        {
+            if (System.Text.Json.Nodes.JsonNode.Parse(config) is not System.Text.Json.Nodes.JsonObject root
+                || root["files"] is not System.Text.Json.Nodes.JsonObject files)
+            {
+                return config;
+            }
+
+            foreach (var (name, content) in new[] { ("preprocessing.json", preprocessing), ("vocab.txt", vocab) })
+            {
+                if (files[name] is System.Text.Json.Nodes.JsonObject record)
+                {
+                    record["sha256"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(content));
+                    record["size"] = content.LongLength;
+                }
+            }
+
+            return Encoding.UTF8.GetBytes(root.ToJsonString());
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or ArgumentException or InvalidOperationException)
+        {
+            return config;
+        }
+    }
+
+    private static List<byte[]> Split(byte[] bytes)
+    {
+        var separator = Encoding.ASCII.GetBytes(Separator);
+        var parts = new List<byte[]>();
+        var start = 0;
+        while (parts.Count < 2)
+        {
+            var at = bytes.AsSpan(start).IndexOf(separator);
+            if (at < 0)
+            {
+                break;
+            }
+
+            parts.Add(bytes[start..(start + at)]);
+            start += at + separator.Length;
+        }
+
+        parts.Add(bytes[start..]);
+        return parts;
     }
 }

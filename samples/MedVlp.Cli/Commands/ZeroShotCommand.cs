@@ -20,31 +20,56 @@ internal static class ZeroShotCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per volume instead of a table." };
+        var rejectNonFinite = new Option<bool>("--reject-non-finite") { Description = "Fail (exit 2) on a volume with NaN or infinite voxels instead of classifying it with a warning." };
         var volumes = new Argument<string[]>("volumes") { Description = "Volume files (.nii, .nii.gz, ...).", Arity = ArgumentArity.OneOrMore };
         var command = new Command("zeroshot", "Classify volumes zero-shot against text prompts with a trained model package.")
         {
-            modelDir, labels, json, volumes,
+            modelDir, labels, json, rejectNonFinite, volumes,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var parsedLabels = ParseLabels(parse.GetValue(labels)!);
+            var files = parse.GetValue(volumes)!;
+            var reject = parse.GetValue(rejectNonFinite);
             using var model = VisionLanguageModel.Load(parse.GetValue(modelDir)!);
             var classifier = model.CreateZeroShotClassifier(parsedLabels);
-            var files = parse.GetValue(volumes)!;
-            var loaded = files.Select(f => VolumeReader.Read(f)).ToArray();
-            var predictions = classifier.Classify(loaded);
+            var rows = new List<(string File, ZeroShotPrediction Prediction)>();
+            foreach (var file in files)
+            {
+                // One volume at a time: memory stays at one volume (within --max-voxels) however many files are given.
+                var volume = VolumeReader.Read(file);
+                if (reject && volume.CountNonFinite().Describe() is { } bad)
+                {
+                    throw new Volumes.VolumeFormatException(file, "voxel values", $"{bad}; --reject-non-finite refuses such volumes.");
+                }
+
+                var p = classifier.Classify(volume);
+                foreach (var w in p.Warnings)
+                {
+                    CliErrors.Warn($"{file}: {w}");
+                }
+
+                rows.Add((file, p));
+            }
+
             if (parse.GetValue(json))
             {
-                for (var n = 0; n < files.Length; n++)
+                foreach (var (file, p) in rows)
                 {
-                    var p = predictions[n];
-                    var probabilities = classifier.Labels.Select((l, i) => (l.Name, Value: (double)p.Probabilities[i])).ToDictionary(x => x.Name, x => Math.Round(x.Value, 6));
-                    Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                    var probabilities = classifier.Labels.Select((l, i) => (l.Name, Value: (double)p.Probabilities[i]))
+                        .ToDictionary(x => x.Name, x => double.IsFinite(x.Value) ? (double?)Math.Round(x.Value, 6) : null);
+                    var record = new Dictionary<string, object?>
                     {
-                        ["file"] = files[n],
+                        ["file"] = file,
                         ["prediction"] = p.Label,
                         ["probabilities"] = probabilities,
-                    }));
+                    };
+                    if (p.Warnings.Count > 0)
+                    {
+                        record["warnings"] = p.Warnings;
+                    }
+
+                    Console.WriteLine(JsonSerializer.Serialize(record));
                 }
             }
             else
@@ -55,10 +80,10 @@ internal static class ZeroShotCommand
                     table.AddColumn(new TableColumn(Markup.Escape($"p({l.Name})")).RightAligned());
                 }
 
-                for (var n = 0; n < files.Length; n++)
+                foreach (var (file, p) in rows)
                 {
-                    var p = predictions[n];
-                    table.AddRow([Markup.Escape(Path.GetFileName(files[n])), Markup.Escape(p.Label), .. p.Probabilities.Select(v => v.ToString("F3", CultureInfo.InvariantCulture))]);
+                    var label = p.Warnings.Count > 0 ? $"{p.Label} (see warning)" : p.Label;
+                    table.AddRow([Markup.Escape(Path.GetFileName(file)), Markup.Escape(label), .. p.Probabilities.Select(v => v.ToString("F3", CultureInfo.InvariantCulture))]);
                 }
 
                 AnsiConsole.Write(table);

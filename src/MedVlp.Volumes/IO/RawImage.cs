@@ -74,7 +74,7 @@ internal static class RawImage
         if (spatial > int.MaxValue || total > Array.MaxLength || toKeep > options.MaxVoxels)
         {
             throw new VolumeFormatException(headerPath, "sizes",
-                $"asks for {layout.Sizes[0]}x{layout.Sizes[1]}x{layout.Sizes[2]} voxels x {perVoxel} component(s) x {outer} frame(s) = {total} values; the limit is {Math.Min(options.MaxVoxels, Array.MaxLength)} (VolumeReadOptions.MaxVoxels).");
+                $"asks for {layout.Sizes[0]}x{layout.Sizes[1]}x{layout.Sizes[2]} voxels x {perVoxel} component(s) x {outer} frame(s) = {total} values; the limit is {Math.Min(options.MaxVoxels, Array.MaxLength)} (ResourceLimits.MaxVoxels; CLI --max-voxels).");
         }
 
         var size = layout.Type.SizeInBytes();
@@ -82,6 +82,11 @@ internal static class RawImage
         if (pieces.Count == 0 || total % pieces.Count != 0)
         {
             throw new VolumeFormatException(headerPath, "data file", $"lists {pieces.Count} data files, which do not divide the {total} values evenly.");
+        }
+
+        if (encoding is RawEncoding.Gzip or RawEncoding.Zlib && neededBytes > options.MaxDecompressedBytes)
+        {
+            throw new VolumeFormatException(headerPath, "voxel data", $"{neededBytes} bytes would be decompressed; the limit is {options.MaxDecompressedBytes} (ResourceLimits.MaxDecompressedBytes).");
         }
 
         var perPiece = total / pieces.Count;
@@ -119,7 +124,7 @@ internal static class RawImage
         {
             var piece = pieces[n];
             var target = data.AsSpan((int)(n * perPiece), (int)perPiece);
-            using var file = new FileStream(piece.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+            using var file = SafeFile.OpenRead(piece.Path, reportedPath: headerPath, field: "data file");
             var offset = piece.Offset < 0 ? piece.FileLength - perPieceBytes : piece.Offset;
             file.Position = offset;
             try

@@ -16,7 +16,7 @@ internal static class TextHeader
     public static List<Line> Read(string path, Func<string, bool> isLast, string what, out long fileLength, bool endAtEof = false)
     {
         byte[] bytes;
-        using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 14))
+        using (var f = SafeFile.OpenRead(path, 1 << 14))
         {
             fileLength = f.Length;
             bytes = new byte[(int)Math.Min(fileLength, RawImage.MaxHeaderBytes)];
@@ -101,6 +101,36 @@ internal static class TextHeader
 
         return result;
     }
+
+    /// <summary>The file names of a <c>%d</c> pattern with its "min max [step]" numbers (MetaImage, NRRD).</summary>
+    public static List<string> PatternNames(string pattern, string[] numbers, string path, string field)
+    {
+        var nums = Numbers(string.Join(' ', numbers.Take(3)), path, field, 2);
+        foreach (var x in nums)
+        {
+            if (x != Math.Floor(x) || Math.Abs(x) > 1e15)
+            {
+                throw new VolumeFormatException(path, field, $"the pattern numbers \"{string.Join(' ', numbers)}\" must be integers of at most 15 digits.");
+            }
+        }
+
+        var (min, max, step) = ((long)nums[0], (long)nums[1], nums.Length > 2 ? (long)nums[2] : 1);
+        if (step == 0 || (max - min) / step < 0 || (max - min) / step > MaxPatternFiles)
+        {
+            throw new VolumeFormatException(path, field, $"the pattern range {min}..{max} step {step} is not a sensible list of files (at most {MaxPatternFiles + 1}).");
+        }
+
+        var names = new List<string>();
+        for (var i = min; step > 0 ? i <= max : i >= max; i += step)
+        {
+            names.Add(FormatPattern(pattern, i, path, field));
+        }
+
+        return names;
+    }
+
+    /// <summary>The most files (minus one) a <c>%d</c> pattern may name.</summary>
+    public const long MaxPatternFiles = 100_000;
 
     /// <summary>Expands a printf-style file pattern (<c>%d</c>, <c>%03d</c>, ...) for index <paramref name="i"/>.</summary>
     public static string FormatPattern(string pattern, long i, string path, string field)

@@ -49,8 +49,15 @@ public static class VolumeReader
 
         if (Directory.Exists(path))
         {
+            if (NiftiReader.HasNiftiExtension(path) || MetaImageReader.HasMetaImageExtension(path) || NrrdReader.HasNrrdExtension(path))
+            {
+                throw new VolumeFormatException(path, "file type", "is a folder, not a regular file; its name says NIfTI, MetaImage or NRRD. Name a file (or give a DICOM folder without such a suffix).");
+            }
+
             return VolumeFileFormat.Dicom;
         }
+
+        SafeFile.RequireRegular(path);
 
         if (NiftiReader.HasNiftiExtension(path))
         {
@@ -79,7 +86,7 @@ public static class VolumeReader
     {
         Span<byte> head = stackalloc byte[512];
         int got;
-        using (var f = File.OpenRead(path))
+        using (var f = SafeFile.OpenRead(path, 4096))
         {
             got = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         }

@@ -42,6 +42,7 @@ public static class Resampler
         ArgumentNullException.ThrowIfNull(volume);
         ArgumentNullException.ThrowIfNull(affine);
         shape.Validate();
+        ResourceLimits.Default.CheckPreprocessedSize(shape.X, shape.Y, shape.Z, volume.Frames, "resampling", volume.Metadata.SourcePath);
         options ??= new ResampleOptions();
         var map = IndexMapping(volume.Affine, affine);
         var inShape = volume.Shape;

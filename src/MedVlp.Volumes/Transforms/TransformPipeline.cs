@@ -48,6 +48,9 @@ public sealed class TransformPipeline
         Name = name;
     }
 
+    /// <summary>The file the pipeline was loaded from, if any (named in errors).</summary>
+    public string? SourcePath { get; private init; }
+
     /// <summary>The pipeline's name, if any.</summary>
     public string? Name { get; }
 
@@ -89,6 +92,9 @@ public sealed class TransformPipeline
         ApplyRange(volume, 0, _transforms.Length, random, cancellationToken);
 
     /// <summary>Applies steps <paramref name="start"/> .. <paramref name="start"/> + <paramref name="count"/> - 1.</summary>
+    /// <exception cref="VolumeFormatException">A step cannot process this volume: its output would exceed
+    /// <see cref="ResourceLimits.MaxPreprocessedVoxels"/>, overflows, or the volume's geometry does not suit the step. The
+    /// message names the volume's file, the step and the pipeline's file.</exception>
     public Volume ApplyRange(Volume volume, int start, int count, Random? random, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(volume);
@@ -98,7 +104,18 @@ public sealed class TransformPipeline
         for (var n = start; n < start + count; n++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            volume = _transforms[n].Apply(volume, random);
+            try
+            {
+                volume = _transforms[n].Apply(volume, random);
+            }
+            catch (Exception ex) when (ex is VolumeFormatException or ArgumentException or OverflowException && ex is not ArgumentNullException)
+            {
+                // Name the volume, the step and the pipeline file: a limit or an overflow is otherwise a riddle.
+                var type = _transforms[n].GetType();
+                var step = $"preprocessing step {n} ({(TransformRegistry.IsRegistered(type) ? TransformRegistry.NameOf(type) : type.Name)}{(SourcePath is null ? "" : " in " + SourcePath)})";
+                var problem = ex is VolumeFormatException v ? v.Problem : ex is OverflowException ? $"the output size overflows ({ex.Message})" : ex.Message;
+                throw new VolumeFormatException(volume.Metadata.SourcePath, step, problem, ex);
+            }
         }
 
         return volume;
@@ -129,11 +146,17 @@ public sealed class TransformPipeline
     }
 
     /// <summary>Reads a pipeline written by <see cref="ToJson"/>.</summary>
-    /// <exception cref="FormatException">The JSON is not a pipeline, is of a newer version, names an unknown transform or
-    /// option, or has an invalid option value; the message says which.</exception>
+    /// <exception cref="VolumeFormatException">The JSON is not a pipeline, is of a newer version, names an unknown transform or
+    /// option, or has an invalid option value; <see cref="VolumeFormatException.Field"/> says where (for example
+    /// <c>transforms[2]</c>) and the message what was expected.</exception>
     public static TransformPipeline FromJson(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
+        return FromJson(json, null);
+    }
+
+    private static TransformPipeline FromJson(string json, string? path)
+    {
         JsonNode? root;
         try
         {
@@ -141,91 +164,93 @@ public sealed class TransformPipeline
         }
         catch (JsonException ex)
         {
-            throw new FormatException($"The transform pipeline is not valid JSON: {ex.Message}", ex);
+            throw new VolumeFormatException(path, "JSON", $"not valid JSON: {ex.Message}", ex);
         }
 
         if (root is not JsonObject obj)
         {
-            throw new FormatException("A transform pipeline must be a JSON object with \"format\", \"version\" and \"transforms\".");
+            throw new VolumeFormatException(path, null, "a transform pipeline must be a JSON object with \"format\", \"version\" and \"transforms\".");
         }
 
-        var format = (string?)(obj["format"] as JsonValue);
+        var format = obj["format"] is JsonValue f && f.TryGetValue<string>(out var fs) ? fs : null;
         if (format != FormatName)
         {
-            throw new FormatException($"\"format\" must be \"{FormatName}\", got {(format is null ? "nothing" : $"\"{format}\"")}.");
+            throw new VolumeFormatException(path, "format", $"must be \"{FormatName}\", got {(format is null ? "nothing" : $"\"{format}\"")}.");
         }
 
-        int version;
-        try
+        if (obj["version"] is not JsonValue v || !v.TryGetValue<int>(out var version))
         {
-            version = obj["version"]?.GetValue<int>() ?? throw new FormatException("\"version\" is missing.");
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
-        {
-            throw new FormatException("\"version\" must be an integer.", ex);
+            throw new VolumeFormatException(path, "version", obj["version"] is null ? "is missing; expected 1." : "must be an integer.");
         }
 
         if (version < 1 || version > CurrentVersion)
         {
-            throw new FormatException($"Transform pipeline version {version} is not supported; this MedVlp reads versions 1..{CurrentVersion}. Update MedVlp.");
+            throw new VolumeFormatException(path, "version", $"{version} is not supported; this MedVlp reads versions 1..{CurrentVersion}. Update MedVlp.");
         }
 
         foreach (var key in obj.Select(p => p.Key))
         {
             if (key is not ("format" or "version" or "name" or "transforms"))
             {
-                throw new FormatException($"Unknown field \"{key}\" in the transform pipeline.");
+                throw new VolumeFormatException(path, key, "is not a field of a transform pipeline (expected format, version, name, transforms).");
             }
         }
 
-        string? name;
-        try
+        string? name = null;
+        if (obj["name"] is { } nameNode && (nameNode is not JsonValue nv || !nv.TryGetValue(out name)))
         {
-            name = obj["name"] is JsonValue n ? n.GetValue<string>() : null;
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw new FormatException("\"name\" must be a string.", ex);
+            throw new VolumeFormatException(path, "name", "must be a string.");
         }
 
         if (obj["transforms"] is not JsonArray steps)
         {
-            throw new FormatException("\"transforms\" must be an array of transform objects.");
+            throw new VolumeFormatException(path, "transforms", "must be an array of transform objects.");
         }
 
         var transforms = new List<VolumeTransform>();
         for (var n = 0; n < steps.Count; n++)
         {
+            var type = (steps[n] as JsonObject)?["type"] is JsonValue tv && tv.TryGetValue<string>(out var ts) ? ts : "?";
             try
             {
                 var step = steps[n]?.Deserialize<VolumeTransform>(TransformRegistry.SerializerOptions)
-                    ?? throw new FormatException("null is not a transform.");
+                    ?? throw new ArgumentException("null is not a transform.");
                 step.Validate();
                 transforms.Add(step);
             }
-            catch (Exception ex) when (ex is JsonException or NotSupportedException or ArgumentException or InvalidOperationException)
+            catch (Exception ex) when (ex is JsonException or NotSupportedException or ArgumentException or InvalidOperationException or FormatException or OverflowException)
             {
-                var type = (steps[n] as JsonObject)?["type"]?.ToString() ?? "?";
-                throw new FormatException($"Transform {n} (type \"{type}\") is invalid: {ex.Message} Known types: {string.Join(", ", TransformRegistry.Names)}.", ex);
+                var known = TransformRegistry.Names.Contains(type, StringComparer.Ordinal) ? "" : $" Known types: {string.Join(", ", TransformRegistry.Names)}.";
+                throw new VolumeFormatException(path, $"transforms[{n}] (type \"{type}\")", $"is invalid: {ex.Message}{known}", ex);
             }
         }
 
-        return new TransformPipeline(transforms, name);
+        return new TransformPipeline(transforms, name) { SourcePath = path };
     }
 
+    /// <summary>The largest pipeline file <see cref="Load"/> reads (1 MiB).</summary>
+    public const int MaxFileBytes = 1 << 20;
+
     /// <summary>Reads a pipeline from a JSON file.</summary>
-    /// <exception cref="FormatException">The file is not a valid pipeline (the message names the file).</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="VolumeFormatException">The file is not a regular file, is larger than <see cref="MaxFileBytes"/>, or is
+    /// not a valid pipeline (the message names the file, the field and what was expected).</exception>
     public static TransformPipeline Load(string path)
     {
-        var text = File.ReadAllText(path);
-        try
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string text;
+        using (var file = IO.SafeFile.OpenRead(path, 4096))
         {
-            return FromJson(text);
+            if (file.Length > MaxFileBytes)
+            {
+                throw new VolumeFormatException(path, null, $"the file has {file.Length} bytes; a transform pipeline is expected to be shorter than {MaxFileBytes}.");
+            }
+
+            using var reader = new StreamReader(file, Encoding.UTF8);
+            text = reader.ReadToEnd();
         }
-        catch (FormatException ex)
-        {
-            throw new FormatException($"{path}: {ex.Message}", ex);
-        }
+
+        return FromJson(text, path);
     }
 
     /// <summary>Writes the pipeline to a JSON file.</summary>

@@ -72,6 +72,9 @@ public static class TransformRegistry
         Add<T>(name);
     }
 
+    /// <summary>True when <paramref name="type"/> is registered.</summary>
+    public static bool IsRegistered(Type type) => type is not null && ByType.ContainsKey(type);
+
     /// <summary>The type name of a registered transform type.</summary>
     /// <exception cref="KeyNotFoundException">The type is not registered.</exception>
     public static string NameOf(Type type)

@@ -20,7 +20,11 @@ public sealed record ZeroShotLabel(string Name, IReadOnlyList<string> Prompts)
 /// <param name="LabelIndex">Its index in <see cref="ZeroShotClassifier.Labels"/>.</param>
 /// <param name="Probabilities">Softmax over the labels of logit_scale x cosine similarity, in label order.</param>
 /// <param name="Similarities">Cosine similarity of the volume to each label's averaged prompt embedding.</param>
-public sealed record ZeroShotPrediction(string Label, int LabelIndex, IReadOnlyList<float> Probabilities, IReadOnlyList<float> Similarities);
+public sealed record ZeroShotPrediction(string Label, int LabelIndex, IReadOnlyList<float> Probabilities, IReadOnlyList<float> Similarities)
+{
+    /// <summary>Why the prediction may be meaningless (NaN or infinite voxels in the volume, a non-finite embedding); empty when there is no doubt.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>
 /// Classifies volumes by comparing their embedding with text embeddings of label prompts (CLIP-style contrastive
@@ -77,11 +81,14 @@ public sealed class ZeroShotClassifier
     public IReadOnlyList<ZeroShotLabel> Labels { get; }
 
     /// <summary>Classifies one volume.</summary>
-    public ZeroShotPrediction Classify(Volume volume) => ClassifyEmbedding(_model.VolumeEncoder.Embed(volume));
+    public ZeroShotPrediction Classify(Volume volume) => WithVolumeWarnings(ClassifyEmbedding(_model.VolumeEncoder.Embed(volume)), volume);
 
     /// <summary>Classifies several volumes (embedded in batches).</summary>
     public IReadOnlyList<ZeroShotPrediction> Classify(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default) =>
-        _model.VolumeEncoder.Embed(volumes, cancellationToken).Select(e => ClassifyEmbedding(e)).ToArray();
+        _model.VolumeEncoder.Embed(volumes, cancellationToken).Select((e, n) => WithVolumeWarnings(ClassifyEmbedding(e), volumes[n])).ToArray();
+
+    private static ZeroShotPrediction WithVolumeWarnings(ZeroShotPrediction prediction, Volume volume) =>
+        volume.CountNonFinite().Describe() is { } bad ? prediction with { Warnings = [$"the volume's voxels are not all finite: {bad}", .. prediction.Warnings] } : prediction;
 
     /// <summary>Classifies a volume embedding made by this model's <see cref="VolumeEncoder"/>.</summary>
     public ZeroShotPrediction ClassifyEmbedding(ReadOnlySpan<float> volumeEmbedding)
@@ -102,6 +109,10 @@ public sealed class ZeroShotClassifier
         var probabilities = new float[Labels.Count];
         TensorPrimitives.SoftMax(logits, probabilities);
         var best = TensorPrimitives.IndexOfMax(probabilities);
-        return new ZeroShotPrediction(Labels[best].Name, best, probabilities, similarities);
+        var finite = float.IsFinite(TensorPrimitives.Sum(similarities)) && float.IsFinite(TensorPrimitives.Sum(probabilities));
+        return new ZeroShotPrediction(Labels[best].Name, best, probabilities, similarities)
+        {
+            Warnings = finite ? [] : ["the similarities are not finite (the volume embedding is NaN or zero); the prediction is meaningless"],
+        };
     }
 }

@@ -502,7 +502,7 @@ internal static partial class ModelPackage
         {
             pipeline = TransformPipeline.FromJson(System.Text.Encoding.UTF8.GetString(bytes));
         }
-        catch (Exception ex) when (ex is FormatException or JsonException or ArgumentException or InvalidOperationException or NotSupportedException)
+        catch (Exception ex) when (ex is MedVlp.Volumes.VolumeFormatException or FormatException or JsonException or ArgumentException or InvalidOperationException or NotSupportedException)
         {
             throw new ModelFormatException(path, "preprocessing", $"not a valid preprocessing pipeline: {ex.Message}", ex);
         }

@@ -76,20 +76,20 @@ public sealed class PipelineTests
     }
 
     [Theory]
-    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 2, "transforms": []}""", "version 2 is not supported")]
-    [InlineData("""{"format": "other", "version": 1, "transforms": []}""", "\"format\" must be")]
-    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"type": "sharpen"}]}""", "Transform 0 (type \"sharpen\")")]
-    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"type": "clamp", "minimum": 3}]}""", "Transform 0 (type \"clamp\")")]
+    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 2, "transforms": []}""", "version: 2 is not supported")]
+    [InlineData("""{"format": "other", "version": 1, "transforms": []}""", "format: must be")]
+    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"type": "sharpen"}]}""", "transforms[0] (type \"sharpen\"): is invalid")]
+    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"type": "clamp", "minimum": 3}]}""", "transforms[0] (type \"clamp\"): is invalid")]
     [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"type": "clamp", "min": 3, "max": 1}]}""", "Min <= Max")]
     [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"type": "reorient", "codes": "RRS"}]}""", "Axis codes")]
-    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"codes": "RAS"}]}""", "Transform 0")]
-    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1}""", "\"transforms\" must be an array")]
+    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [{"codes": "RAS"}]}""", "transforms[0]")]
+    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1}""", "transforms: must be an array")]
     [InlineData("""[1, 2]""", "must be a JSON object")]
-    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [], "extra": 1}""", "Unknown field \"extra\"")]
+    [InlineData("""{"format": "medvlp.transform_pipeline", "version": 1, "transforms": [], "extra": 1}""", "extra: is not a field")]
     [InlineData("""{not json""", "not valid JSON")]
     public void BadJsonGivesAClearError(string json, string expected)
     {
-        var ex = Assert.Throws<FormatException>(() => TransformPipeline.FromJson(json));
+        var ex = Assert.Throws<VolumeFormatException>(() => TransformPipeline.FromJson(json));
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
     }
 

@@ -128,7 +128,7 @@ internal sealed class DicomImage
         var voxels = (long)rows * columns * frames * samples;
         if (voxels > options.MaxVoxels || voxels > Array.MaxLength)
         {
-            throw new VolumeFormatException(path, "Rows/Columns/NumberOfFrames", $"ask for {columns}x{rows} pixels x {frames} frame(s) x {samples} sample(s) = {voxels} values; the limit is {Math.Min(options.MaxVoxels, Array.MaxLength)} (VolumeReadOptions.MaxVoxels).");
+            throw new VolumeFormatException(path, "Rows/Columns/NumberOfFrames", $"ask for {columns}x{rows} pixels x {frames} frame(s) x {samples} sample(s) = {voxels} values; the limit is {Math.Min(options.MaxVoxels, Array.MaxLength)} (ResourceLimits.MaxVoxels; CLI --max-voxels).");
         }
 
         if (header.TransferSyntax.Encapsulated && voxels * Math.Max(1, bitsAllocated / 8) > header.SourceLength * 64)

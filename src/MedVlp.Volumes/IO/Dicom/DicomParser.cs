@@ -105,7 +105,7 @@ internal sealed class DicomParser : IDisposable
     /// <summary>Parses the file up to its pixel data; returns null for a file that does not look like DICOM at all when <paramref name="nullIfNotDicom"/>.</summary>
     public static DicomFileHeader? ParseFile(string path, bool nullIfNotDicom, CancellationToken cancellationToken = default)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 8192, FileOptions.SequentialScan);
+        using var file = SafeFile.OpenRead(path, 8192);
         using var parser = new DicomParser(file, path, file.Length);
         return parser.ParseAll(nullIfNotDicom, cancellationToken);
     }
@@ -269,7 +269,8 @@ internal sealed class DicomParser : IDisposable
     private byte[] Inflate(CancellationToken cancellationToken)
     {
         var compressed = Remaining;
-        var limit = Math.Min(compressed * MaxDeflateRatio, Array.MaxLength);
+        var budget = ResourceLimits.Default.MaxDecompressedBytes;
+        var limit = Math.Min(Math.Min(compressed * MaxDeflateRatio, Array.MaxLength), budget);
         using var output = new MemoryStream((int)Math.Min(Math.Max(compressed * 4, 4096), limit));
         var buffer = new byte[1 << 16];
         try
@@ -286,7 +287,9 @@ internal sealed class DicomParser : IDisposable
 
                 if (output.Length + n > limit)
                 {
-                    throw new VolumeFormatException(_path, "deflated data set", $"inflates to more than {limit} bytes from {compressed} compressed bytes (deflate expands at most {MaxDeflateRatio}x); the data are corrupt or a decompression bomb.");
+                    throw new VolumeFormatException(_path, "deflated data set", limit == budget
+                        ? $"inflates to more than {limit} bytes; the limit is {budget} (ResourceLimits.MaxDecompressedBytes)."
+                        : $"inflates to more than {limit} bytes from {compressed} compressed bytes (deflate expands at most {MaxDeflateRatio}x); the data are corrupt or a decompression bomb.");
                 }
 
                 output.Write(buffer, 0, n);

@@ -119,6 +119,12 @@ public static class DicomSeriesReader
         ForEach(files.Count, n =>
         {
             var file = files[n];
+            if (skipNonImages && SafeFile.KindOf(file) is not (FileKind.Regular or FileKind.Unknown) and var kind)
+            {
+                skipped.Add($"{file}: {SafeFile.Describe(kind)}, not a regular file");
+                return;
+            }
+
             DicomFileHeader? header;
             try
             {
@@ -299,7 +305,7 @@ public static class DicomSeriesReader
         var total = pixels * sliceCount * samples;
         if (total > options.MaxVoxels || total > Array.MaxLength)
         {
-            throw new VolumeFormatException(source, "Rows/Columns", $"{first.Columns}x{first.Rows} x {sliceCount} slice(s) x {samples} sample(s) = {total} voxels; the limit is {Math.Min(options.MaxVoxels, Array.MaxLength)} (VolumeReadOptions.MaxVoxels).");
+            throw new VolumeFormatException(source, "Rows/Columns", $"{first.Columns}x{first.Rows} x {sliceCount} slice(s) x {samples} sample(s) = {total} voxels; the limit is {Math.Min(options.MaxVoxels, Array.MaxLength)} (ResourceLimits.MaxVoxels; CLI --max-voxels).");
         }
 
         var data = GC.AllocateUninitializedArray<float>((int)total);

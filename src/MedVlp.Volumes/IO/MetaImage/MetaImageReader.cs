@@ -32,11 +32,7 @@ public static class MetaImageReader
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= VolumeReadOptions.Default;
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"{path}: no such file.", path);
-        }
-
+        SafeFile.RequireRegular(path);
         var lines = TextHeader.Read(path, l => KeyOf(l).Equals("ElementDataFile", StringComparison.OrdinalIgnoreCase), "MetaImage", out var fileLength);
         var fields = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         var n = 0;
@@ -153,7 +149,7 @@ public static class MetaImageReader
             Lps = true,
         };
 
-        var pieces = DataPieces(path, Get("ElementDataFile"), dataStart, fileLength, headerSize);
+        var pieces = DataPieces(path, Get("ElementDataFile"), dataStart, fileLength, headerSize, options);
         var encoding = !binary ? RawEncoding.Ascii : compressed ? RawEncoding.Zlib : RawEncoding.Raw;
         var metadata = new VolumeMetadata
         {
@@ -174,21 +170,43 @@ public static class MetaImageReader
     public static Task<Volume> ReadAsync(string path, VolumeReadOptions? options = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Read(path, options, cancellationToken), cancellationToken);
 
-    private static List<RawImage.DataPiece> DataPieces(string path, string dataFile, long dataStart, long fileLength, long headerSize)
+    private static List<RawImage.DataPiece> DataPieces(string path, string dataFile, long dataStart, long fileLength, long headerSize, VolumeReadOptions options)
     {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         if (dataFile.Equals("LOCAL", StringComparison.OrdinalIgnoreCase))
         {
+            // Compare without adding: dataStart + headerSize may overflow for a hostile HeaderSize.
+            if (headerSize > fileLength - dataStart)
+            {
+                throw new VolumeFormatException(path, "HeaderSize", $"is {headerSize}: the data would start beyond the end of the {fileLength}-byte file (the header ends at byte {dataStart}).");
+            }
+
             return [new RawImage.DataPiece(path, headerSize == -1 ? -1 : dataStart + headerSize, fileLength)];
         }
 
         var names = new List<string>();
         var parts = dataFile.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0)
+        {
+            throw new VolumeFormatException(path, "ElementDataFile", "is empty; expected LOCAL, a file name, LIST or a %d pattern.");
+        }
+
         if (parts[0].Equals("LIST", StringComparison.OrdinalIgnoreCase))
         {
-            // File names follow the header, one or more per line, to the end of the file.
-            var text = File.ReadAllText(path);
-            var body = text.Length > dataStart ? text[(int)dataStart..] : "";
+            // File names follow the header, one or more per line, to the end of the file (read within the header budget).
+            if (fileLength - dataStart > RawImage.MaxHeaderBytes)
+            {
+                throw new VolumeFormatException(path, "ElementDataFile", $"is LIST, and {fileLength - dataStart} bytes follow the header; a list of file names is expected to be shorter than {RawImage.MaxHeaderBytes} bytes.");
+            }
+
+            string body;
+            using (var f = SafeFile.OpenRead(path, 1 << 14))
+            {
+                f.Position = dataStart;
+                var bytes = new byte[fileLength - dataStart];
+                f.ReadExactly(bytes);
+                body = System.Text.Encoding.Latin1.GetString(bytes);
+            }
+
             names.AddRange(body.Split([' ', '\t', '\r', '\n'], StringSplitOptions.RemoveEmptyEntries));
             if (names.Count == 0)
             {
@@ -197,17 +215,7 @@ public static class MetaImageReader
         }
         else if (parts.Length >= 3 && parts[0].Contains('%', StringComparison.Ordinal))
         {
-            var nums = TextHeader.Numbers(string.Join(' ', parts[1..]), path, "ElementDataFile", 2);
-            var (min, max, step) = ((long)nums[0], (long)nums[1], nums.Length > 2 ? (long)nums[2] : 1);
-            if (step == 0 || (max - min) / step < 0 || (max - min) / step > 100_000)
-            {
-                throw new VolumeFormatException(path, "ElementDataFile", $"the pattern range {min}..{max} step {step} is not a sensible list of files.");
-            }
-
-            for (var i = min; step > 0 ? i <= max : i >= max; i += step)
-            {
-                names.Add(TextHeader.FormatPattern(parts[0], i, path, "ElementDataFile"));
-            }
+            names.AddRange(TextHeader.PatternNames(parts[0], parts[1..], path, "ElementDataFile"));
         }
         else
         {
@@ -217,13 +225,13 @@ public static class MetaImageReader
         var pieces = new List<RawImage.DataPiece>();
         foreach (var name in names)
         {
-            var full = Path.IsPathRooted(name) ? name : Path.Combine(dir, name);
-            if (!File.Exists(full))
+            var full = SafeFile.ResolveDataFile(path, name, "ElementDataFile", options.TrustedDataFolders);
+            var len = new FileInfo(full).Length;
+            if (headerSize > len)
             {
-                throw new VolumeFormatException(path, "ElementDataFile", $"names the data file {name}, which does not exist next to the header ({full}).");
+                throw new VolumeFormatException(path, "HeaderSize", $"is {headerSize}: the data would start beyond the end of the {len}-byte data file {name}.");
             }
 
-            var len = new FileInfo(full).Length;
             pieces.Add(new RawImage.DataPiece(full, headerSize == -1 ? -1 : headerSize, len));
         }
 

@@ -57,7 +57,7 @@ public static class NiftiReader
         var toRead = options.FirstFrameOnly ? spatial : total;
         if (spatial > int.MaxValue || toRead > options.MaxVoxels || toRead > Array.MaxLength)
         {
-            throw new VolumeFormatException(headerPath, "dim", $"asks for {nx}x{ny}x{nz} voxels x {frames} frame(s) = {total} voxels; the limit is {options.MaxVoxels} (VolumeReadOptions.MaxVoxels).");
+            throw new VolumeFormatException(headerPath, "dim", $"asks for {nx}x{ny}x{nz} voxels x {frames} frame(s) = {total} voxels; the limit is {options.MaxVoxels} (ResourceLimits.MaxVoxels; CLI --max-voxels).");
         }
 
         var dataBytes = SaturatingMultiply(total, type.SizeInBytes());
@@ -78,7 +78,7 @@ public static class NiftiReader
 
         try
         {
-            CheckLengthPlausible(dataPath, dataStream, compressedLength, SaturatingAdd(header.VoxOffset, options.FirstFrameOnly ? SaturatingMultiply(toRead, type.SizeInBytes()) : dataBytes));
+            CheckLengthPlausible(dataPath, dataStream, compressedLength, SaturatingAdd(header.VoxOffset, options.FirstFrameOnly ? SaturatingMultiply(toRead, type.SizeInBytes()) : dataBytes), options.MaxDecompressedBytes);
             var alreadyRead = header.IsSingleFile ? (header.Version == 1 ? NiftiHeader.Nifti1Size : NiftiHeader.Nifti2Size) : 0;
             Skip(dataStream, header.VoxOffset - alreadyRead, dataPath);
 
@@ -195,13 +195,18 @@ public static class NiftiReader
     private static long SaturatingMultiply(long a, long b) =>
         a == 0 || b == 0 ? 0 : a > long.MaxValue / b ? long.MaxValue : a * b;
 
-    private static void CheckLengthPlausible(string path, Stream stream, long compressedLength, long neededBytes)
+    private static void CheckLengthPlausible(string path, Stream stream, long compressedLength, long neededBytes, long maxDecompressedBytes)
     {
         if (stream is GZipStream)
         {
             if (neededBytes > compressedLength * MaxDeflateRatio)
             {
                 throw new VolumeFormatException(path, "dim", $"the header needs {neededBytes} bytes of data, more than a {compressedLength}-byte gzip file can hold (deflate expands at most {MaxDeflateRatio}x); the header is wrong or the file is truncated.");
+            }
+
+            if (neededBytes > maxDecompressedBytes)
+            {
+                throw new VolumeFormatException(path, "vox_offset/dim", $"{neededBytes} bytes (vox_offset + voxels) would be decompressed; the limit is {maxDecompressedBytes} (ResourceLimits.MaxDecompressedBytes).");
             }
         }
         else if (neededBytes > compressedLength)
@@ -238,12 +243,7 @@ public static class NiftiReader
 
     private static Stream OpenMaybeGzip(string path, out long fileLength)
     {
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"{path}: no such file.", path);
-        }
-
-        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+        var file = SafeFile.OpenRead(path);
         fileLength = file.Length;
         Span<byte> magic = stackalloc byte[2];
         var got = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);

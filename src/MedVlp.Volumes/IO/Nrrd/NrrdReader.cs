@@ -32,10 +32,7 @@ public static class NrrdReader
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= VolumeReadOptions.Default;
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"{path}: no such file.", path);
-        }
+        SafeFile.RequireRegular(path);
 
         var lines = TextHeader.Read(path, l => l.Length == 0, "NRRD", out var fileLength, endAtEof: true);
         if (lines.Count == 0 || !lines[0].Text.StartsWith("NRRD000", StringComparison.Ordinal))
@@ -259,7 +256,7 @@ public static class NrrdReader
             throw new VolumeFormatException(path, "byte skip", "is -1 (data at the end of the file), which only raw encoding allows.");
         }
 
-        var pieces = DataPieces(path, Opt("data file", "datafile"), listedFiles, headerEnd, fileLength, lineSkip, byteSkip);
+        var pieces = DataPieces(path, Opt("data file", "datafile"), listedFiles, headerEnd, fileLength, lineSkip, byteSkip, options, cancellationToken);
         var metadata = new VolumeMetadata
         {
             SourcePath = path,
@@ -280,9 +277,9 @@ public static class NrrdReader
     public static Task<Volume> ReadAsync(string path, VolumeReadOptions? options = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Read(path, options, cancellationToken), cancellationToken);
 
-    private static List<RawImage.DataPiece> DataPieces(string path, string? dataFile, List<string> listed, long headerEnd, long fileLength, long lineSkip, long byteSkip)
+    private static List<RawImage.DataPiece> DataPieces(string path, string? dataFile, List<string> listed, long headerEnd, long fileLength, long lineSkip, long byteSkip,
+        VolumeReadOptions options, CancellationToken cancellationToken)
     {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         var names = new List<string>();
         if (dataFile is null)
         {
@@ -291,6 +288,11 @@ public static class NrrdReader
         else
         {
             var parts = dataFile.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length == 0)
+            {
+                throw new VolumeFormatException(path, "data file", "is empty; expected a file name, LIST or a %d pattern.");
+            }
+
             if (parts[0].Equals("LIST", StringComparison.OrdinalIgnoreCase))
             {
                 if (listed.Count == 0)
@@ -302,17 +304,7 @@ public static class NrrdReader
             }
             else if (parts.Length >= 4 && parts[0].Contains('%', StringComparison.Ordinal))
             {
-                var nums = TextHeader.Numbers(string.Join(' ', parts[1..4]), path, "data file", 3);
-                var (min, max, step) = ((long)nums[0], (long)nums[1], (long)nums[2]);
-                if (step == 0 || (max - min) / step < 0 || (max - min) / step > 100_000)
-                {
-                    throw new VolumeFormatException(path, "data file", $"the pattern range {min}..{max} step {step} is not a sensible list of files.");
-                }
-
-                for (var i = min; step > 0 ? i <= max : i >= max; i += step)
-                {
-                    names.Add(TextHeader.FormatPattern(parts[0], i, path, "data file"));
-                }
+                names.AddRange(TextHeader.PatternNames(parts[0], parts[1..4], path, "data file"));
             }
             else
             {
@@ -324,17 +316,18 @@ public static class NrrdReader
         foreach (var name in names)
         {
             var attached = dataFile is null;
-            var full = attached ? path : Path.IsPathRooted(name) ? name : Path.Combine(dir, name);
-            if (!File.Exists(full))
-            {
-                throw new VolumeFormatException(path, "data file", $"names {name}, which does not exist next to the header ({full}).");
-            }
-
+            var full = attached ? path : SafeFile.ResolveDataFile(path, name, "data file", options.TrustedDataFolders);
             var len = attached ? fileLength : new FileInfo(full).Length;
             var start = attached ? headerEnd : 0;
             if (lineSkip > 0)
             {
-                start = SkipLines(full, start, lineSkip, path);
+                start = SkipLines(full, start, len, lineSkip, path, cancellationToken);
+            }
+
+            // Compare without adding: start + byteSkip may overflow for a hostile byte skip.
+            if (byteSkip > len - start)
+            {
+                throw new VolumeFormatException(path, "byte skip", $"is {byteSkip}: the data would start beyond the end of the {len}-byte file {name} (the skip starts at byte {start}).");
             }
 
             pieces.Add(new RawImage.DataPiece(full, byteSkip == -1 ? -1 : start + byteSkip, len));
@@ -343,28 +336,40 @@ public static class NrrdReader
         return pieces;
     }
 
-    private static long SkipLines(string file, long start, long lines, string path)
+    /// <summary>Skips <paramref name="lines"/> lines from <paramref name="start"/>, reading no further than the file's length.</summary>
+    private static long SkipLines(string file, long start, long length, long lines, string path, CancellationToken cancellationToken)
     {
-        using var f = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 14);
+        if (lines > length - start)
+        {
+            throw new VolumeFormatException(path, "line skip", $"asks to skip {lines} lines, but only {Math.Max(0, length - start)} bytes follow in {file}.");
+        }
+
+        using var f = SafeFile.OpenRead(file, 1 << 16);
         f.Position = start;
+        var buffer = new byte[1 << 16];
         var seen = 0L;
         var pos = start;
-        int b;
-        while (seen < lines && (b = f.ReadByte()) >= 0)
+        while (seen < lines && pos < length)
         {
-            pos++;
-            if (b == '\n')
+            cancellationToken.ThrowIfCancellationRequested();
+            var got = f.Read(buffer, 0, (int)Math.Min(buffer.Length, length - pos));
+            if (got <= 0)
             {
-                seen++;
+                break;
             }
+
+            for (var n = 0; n < got; n++)
+            {
+                if (buffer[n] == '\n' && ++seen == lines)
+                {
+                    return pos + n + 1;
+                }
+            }
+
+            pos += got;
         }
 
-        if (seen < lines)
-        {
-            throw new VolumeFormatException(path, "line skip", $"asks to skip {lines} lines, but {file} has only {seen}.");
-        }
-
-        return pos;
+        throw new VolumeFormatException(path, "line skip", $"asks to skip {lines} lines, but {file} has only {seen}.");
     }
 
     private static long SkipOf(string? value, string path, string field, bool allowMinusOne)

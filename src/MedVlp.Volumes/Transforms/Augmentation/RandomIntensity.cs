@@ -175,6 +175,11 @@ public sealed class RandomGaussianBlur : RandomTransform
         {
             throw new ArgumentException($"{nameof(RandomGaussianBlur)}: sigma must not be negative.");
         }
+
+        if (SigmaMax * 4 > GaussianBlur.MaxKernelRadius)
+        {
+            throw new ArgumentException($"{nameof(RandomGaussianBlur)}: the largest sigma {SigmaMax:G4} makes a kernel radius above {GaussianBlur.MaxKernelRadius} voxels.");
+        }
     }
 
     /// <inheritdoc />
@@ -201,7 +206,7 @@ public sealed class RandomCrop : RandomTransform
     public override void Validate()
     {
         base.Validate();
-        Size.Validate();
+        ResourceLimits.CheckFixedSize(Size, nameof(RandomCrop));
     }
 
     /// <inheritdoc />

@@ -9,6 +9,9 @@ namespace MedVlp.Volumes.Transforms;
 /// </summary>
 public sealed class GaussianBlur : VolumeTransform
 {
+    /// <summary>The largest kernel radius (truncate x sigma) in voxels; beyond it the kernel exceeds any volume.</summary>
+    public const int MaxKernelRadius = 1 << 16;
+
     /// <summary>The standard deviation along i, in voxels (default 1).</summary>
     public double SigmaI { get; init; } = 1;
 
@@ -27,6 +30,11 @@ public sealed class GaussianBlur : VolumeTransform
         if (!(SigmaI >= 0) || !(SigmaJ >= 0) || !(SigmaK >= 0) || !(Truncate > 0) || !double.IsFinite(SigmaI + SigmaJ + SigmaK + Truncate))
         {
             throw new ArgumentException($"{nameof(GaussianBlur)}: sigmas must be finite and non-negative and truncate positive.");
+        }
+
+        if (Math.Max(SigmaI, Math.Max(SigmaJ, SigmaK)) * Truncate > MaxKernelRadius)
+        {
+            throw new ArgumentException($"{nameof(GaussianBlur)}: the kernel radius truncate x sigma = {Math.Max(SigmaI, Math.Max(SigmaJ, SigmaK)) * Truncate:G4} voxels is above {MaxKernelRadius}.");
         }
     }
 

@@ -23,6 +23,11 @@ public sealed class CropForeground : VolumeTransform
         {
             throw new ArgumentException($"{nameof(CropForeground)}: the margin must not be negative, got {Margin}.");
         }
+
+        if (Margin > 1 << 20)
+        {
+            throw new ArgumentException($"{nameof(CropForeground)}: the margin {Margin} is above {1 << 20} voxels.");
+        }
     }
 
     /// <summary>The inclusive voxel bounding box of the foreground, or <see langword="null"/> when there is none.</summary>
@@ -83,6 +88,9 @@ public sealed class CropForeground : VolumeTransform
         }
 
         var (min, max) = box.Value;
+        // The margin is checked in doubles first: min - Margin and the grown size overflow int for a hostile margin.
+        double Grown(int lo, int hi) => hi - lo + 1 + (2.0 * Margin);
+        ResourceLimits.Default.CheckPreprocessedSize(Grown(min.X, max.X), Grown(min.Y, max.Y), Grown(min.Z, max.Z), volume.Frames, nameof(CropForeground), volume.Metadata.SourcePath);
         var start = new VoxelOffset(min.X - Margin, min.Y - Margin, min.Z - Margin);
         var size = new VolumeShape(max.X - min.X + 1 + (2 * Margin), max.Y - min.Y + 1 + (2 * Margin), max.Z - min.Z + 1 + (2 * Margin));
         return SpatialCrop.Extract(volume, start, size, (float)FillValue);

@@ -26,7 +26,7 @@ public sealed class CropOrPad : VolumeTransform
     public CropOrPadCentering Centering { get; init; } = CropOrPadCentering.ExtraBefore;
 
     /// <inheritdoc />
-    public override void Validate() => Size.Validate();
+    public override void Validate() => ResourceLimits.CheckFixedSize(Size, nameof(CropOrPad));
 
     /// <summary>The input voxel that becomes output voxel (0, 0, 0) for an input of <paramref name="shape"/>.</summary>
     public VoxelOffset StartFor(VolumeShape shape)

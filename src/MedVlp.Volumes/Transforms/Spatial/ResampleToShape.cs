@@ -14,7 +14,7 @@ public sealed class ResampleToShape : ResamplingTransform
     public bool AlignCorners { get; init; }
 
     /// <inheritdoc />
-    public override void Validate() => Shape.Validate();
+    public override void Validate() => ResourceLimits.CheckFixedSize(Shape, nameof(ResampleToShape));
 
     /// <inheritdoc />
     public override (VolumeShape Shape, Affine Affine) GetTargetGrid(VolumeShape shape, Affine affine) =>

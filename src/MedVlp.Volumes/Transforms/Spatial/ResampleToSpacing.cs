@@ -37,6 +37,13 @@ public sealed class ResampleToSpacing : ResamplingTransform
         ArgumentNullException.ThrowIfNull(affine);
         var old = affine.Zooms;
         var extent = new int[3];
+        var counts = new double[3];
+        for (var a = 0; a < 3; a++)
+        {
+            counts[a] = shape[a] == 1 ? 1 : Math.Ceiling((shape[a] * old[a] / Spacing[a]) - 1e-6);
+        }
+
+        ResourceLimits.Default.CheckPreprocessedSize(counts[0], counts[1], counts[2], 1, nameof(ResampleToSpacing), null);
         var scale = new double[3];
         var shift = new double[3];
         for (var a = 0; a < 3; a++)

@@ -34,6 +34,7 @@ public sealed class ResizeLongestSide : ResamplingTransform
     public override (VolumeShape Shape, Affine Affine) GetTargetGrid(VolumeShape shape, Affine affine)
     {
         var target = TargetShape(shape);
+        ResourceLimits.Default.CheckPreprocessedSize(target.X, target.Y, target.Z, 1, nameof(ResizeLongestSide), null);
         return (target, ResampleToShape.GridFor(affine, shape, target, AlignCorners));
     }
 }

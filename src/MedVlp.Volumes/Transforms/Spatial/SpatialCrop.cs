@@ -17,7 +17,7 @@ public sealed class SpatialCrop : VolumeTransform
     public double FillValue { get; init; }
 
     /// <inheritdoc />
-    public override void Validate() => Size.Validate();
+    public override void Validate() => ResourceLimits.CheckFixedSize(Size, nameof(SpatialCrop));
 
     /// <inheritdoc />
     protected override Volume ApplyCore(Volume volume, Random random) => Extract(volume, Start, Size, (float)FillValue);
@@ -31,6 +31,7 @@ public sealed class SpatialCrop : VolumeTransform
             return volume;
         }
 
+        ResourceLimits.Default.CheckPreprocessedSize(size.X, size.Y, size.Z, volume.Frames, "crop/pad", volume.Metadata.SourcePath);
         int nx = inShape.X, ny = inShape.Y, nz = inShape.Z, ox = size.X, oy = size.Y, oz = size.Z;
         var perIn = (int)inShape.VoxelCount;
         var perOut = checked((int)size.VoxelCount);
