@@ -32,9 +32,13 @@ internal static class DemoCommand
             Description = "libtorch intra-op threads (default 1: the demo's tensors are small and extra threads mostly wait on each other).",
             DefaultValueFactory = _ => 1,
         };
+        var arch = new Option<string>("--arch") { Description = "clip3d (contrastive dual encoder) or medblip (MedBLIP: Q-Former + frozen language model, generative diagnosis).", DefaultValueFactory = _ => "clip3d" };
+        arch.AcceptOnlyFromAmong("clip3d", "medblip");
+        var steps = new Option<int>("--steps") { Description = "medblip: optimisation steps.", DefaultValueFactory = _ => 400 };
+        var batch = new Option<int>("--batch") { Description = "medblip: volumes per step.", DefaultValueFactory = _ => 24 };
         var command = new Command("demo", "Generate synthetic brain MRI + reports, pre-train a small 3D vision-language model, evaluate zero-shot diagnosis on held-out volumes, save the model.")
         {
-            output, seed, vocab, train, test, epochs, threads,
+            output, seed, vocab, train, test, epochs, threads, arch, steps, batch,
         };
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -45,6 +49,13 @@ internal static class DemoCommand
             }
 
             TorchSharp.torch.set_num_threads(n);
+            if (parse.GetValue(arch) == "medblip")
+            {
+                return MedBlipDemo.Run(
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 360 : parse.GetValue(train),
+                    parse.GetResult(test) is null ? 90 : parse.GetValue(test), parse.GetValue(steps), parse.GetValue(batch), cancellationToken);
+            }
+
             return Run(
             parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetValue(train), parse.GetValue(test), parse.GetValue(epochs), cancellationToken);
         })));

@@ -176,8 +176,21 @@ public sealed class MedBlipModel : CompositeModel
         var promptLabels = _config.ScorePrompt ? batch.PromptIds.masked_fill(batch.PromptMask.eq(0), ignore) : full_like(batch.PromptIds, ignore);
         var labels = cat([promptLabels, full(b, q, ignore, ScalarType.Int64, image.device), batch.AnswerIds.masked_fill(batch.AnswerMask.eq(0), ignore)], 1);
         var positions = (mask.cumsum(1) - 1).clamp_min(0);
-        using var output = lm_model.Compute(null, embeds, mask, labels, positions);
-        return scope.MoveToOuter(output.Loss!.alias());
+        if (!lm_model.Config.TieWordEmbeddings)
+        {
+            using var output = lm_model.Compute(null, embeds, mask, labels, positions);
+            return scope.MoveToOuter(output.Loss!.alias());
+        }
+
+        // The same shifted cross-entropy as GPT2LMHeadModel's, with the vocabulary projection only where a label is scored
+        // (the answer, and the prompt unless answer-only): the logits of the other positions would be thrown away.
+        var hidden = lm_model.Transformer.forward(null, embeds, mask, positions);
+        var length = hidden.shape[1];
+        var targets = labels.narrow(1, 1, length - 1).reshape(-1);
+        var scored = targets.ne(ignore).nonzero().squeeze(1);
+        var states = hidden.narrow(1, 0, length - 1).reshape(-1, hidden.shape[2]).index_select(0, scored);
+        var logits = F.linear(states, wte.weight!);
+        return scope.MoveToOuter(F.cross_entropy(logits, targets.index_select(0, scored)));
     }
 
     /// <summary>
