@@ -9,4 +9,5 @@ root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(ZeroShotCommand.Create());
 root.Subcommands.Add(ModelCommand.Create());
+root.Subcommands.Add(AskCommand.Create());
 return root.Parse(args).Invoke();
