@@ -8,4 +8,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/fetch-test-data.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build samples/MedVlp.Cli -c Release -v quiet -nologo -clp:ErrorsOnly
-samples/MedVlp.Cli/bin/Release/net10.0/medvlp demo --out out/demo "$@"
+samples/MedVlp.Cli/bin/Release/net10.0/medvlp demo "$@"   # writes out/demo (the default)

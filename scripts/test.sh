@@ -20,4 +20,7 @@ awk '/^(Passed|Failed)!/ {
        for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
      }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" || status=1
+
+# What users get: the packed packages in a brand-new app running the README's quick start, and the medvlp tool.
+bash scripts/consumer-smoke.sh || status=1
 exit "$status"

@@ -69,6 +69,7 @@ public sealed class VisionLanguageModel : IDisposable
         config.Validate();
         var tokenizers = new Dictionary<string, TextTokenizer> { [Collator.DefaultTokenizerName] = tokenizer };
         CheckCompatible(config, tokenizers, preprocessing);
+        MedVlp.Losses.LibTorchRuntime.EnsureAvailable();
         var module = ModelRegistry.Create(config, new ModelCreateOptions { Seed = seed, Device = device });
         return new VisionLanguageModel(module, tokenizers, Collator.DefaultTokenizerName, preprocessing, device ?? CPU);
     }
@@ -107,6 +108,7 @@ public sealed class VisionLanguageModel : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         options ??= new ModelLoadOptions();
+        MedVlp.Losses.LibTorchRuntime.EnsureAvailable();
         var package = ModelPackage.Load(directory, options);
         return new VisionLanguageModel(package.Module, package.Tokenizers, package.DefaultTokenizer, package.Preprocessing, options.Device ?? CPU);
     }

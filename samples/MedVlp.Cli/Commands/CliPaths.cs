@@ -3,6 +3,9 @@ namespace MedVlp.Cli.Commands;
 /// <summary>Finds files the CLI needs at run time.</summary>
 internal static class CliPaths
 {
+    /// <summary>Where <c>medvlp demo</c> writes by default (its model: <c>out/demo/model</c>); the README and scripts/demo.sh use the same.</summary>
+    public const string DefaultDemoFolder = "out/demo";
+
     /// <summary>The repository's bert-base-uncased vocabulary (<c>.testdata/bert/vocab.txt</c>), looked for above the executable and the current folder.</summary>
     public static string FindDefaultVocabulary()
     {

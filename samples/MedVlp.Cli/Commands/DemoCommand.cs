@@ -21,7 +21,7 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => "medvlp-demo" };
+        var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => CliPaths.DefaultDemoFolder };
         var seed = new Option<int>("--seed") { Description = "Seed of data, weights and training.", DefaultValueFactory = _ => 42 };
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt, bert-base-uncased)." };
         var train = new Option<int>("--train") { Description = "Training pairs.", DefaultValueFactory = _ => 480 };
@@ -32,11 +32,11 @@ internal static class DemoCommand
             Description = "libtorch intra-op threads (default 1: the demo's tensors are small and extra threads mostly wait on each other).",
             DefaultValueFactory = _ => 1,
         };
-        var arch = new Option<string>("--arch") { Description = "clip3d (contrastive dual encoder) or medblip (MedBLIP: Q-Former + frozen language model, generative diagnosis).", DefaultValueFactory = _ => "clip3d" };
-        arch.AcceptOnlyFromAmong("clip3d", "medblip");
-        var steps = new Option<int>("--steps") { Description = "medblip: optimisation steps.", DefaultValueFactory = _ => 400 };
-        var batch = new Option<int>("--batch") { Description = "medblip: volumes per step.", DefaultValueFactory = _ => 24 };
-        var command = new Command("demo", "Generate synthetic brain MRI + reports, pre-train a small 3D vision-language model, evaluate zero-shot diagnosis on held-out volumes, save the model.")
+        var arch = new Option<string>("--arch") { Description = "clip3d (brain MRI, CN / MCI / AD), colipri (chest CT, five findings) or medblip (brain MRI + EHR text, Q-Former + frozen language model, generative diagnosis).", DefaultValueFactory = _ => "clip3d" };
+        arch.AcceptOnlyFromAmong("clip3d", "colipri", "medblip");
+        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 300 / 400).", DefaultValueFactory = _ => 300 };
+        var batch = new Option<int>("--batch") { Description = "colipri / medblip: volumes per step (default 12 / 24).", DefaultValueFactory = _ => 12 };
+        var command = new Command("demo", "Generate synthetic volumes + reports, pre-train a small 3D vision-language model, evaluate zero-shot on held-out volumes (clip3d: diagnosis from brain MRI, saving the model; colipri: chest CT findings with all four COLIPRI objectives; medblip: generative diagnosis from brain MRI + EHR text, saving the model).")
         {
             output, seed, vocab, train, test, epochs, threads, arch, steps, batch,
         };
@@ -53,7 +53,15 @@ internal static class DemoCommand
             {
                 return MedBlipDemo.Run(
                     parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 360 : parse.GetValue(train),
-                    parse.GetResult(test) is null ? 90 : parse.GetValue(test), parse.GetValue(steps), parse.GetValue(batch), cancellationToken);
+                    parse.GetResult(test) is null ? 90 : parse.GetValue(test), parse.GetResult(steps) is null ? 400 : parse.GetValue(steps),
+                    parse.GetResult(batch) is null ? 24 : parse.GetValue(batch), cancellationToken);
+            }
+
+            if (parse.GetValue(arch) == "colipri")
+            {
+                return ColipriDemo.Run(
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 240 : parse.GetValue(train),
+                    parse.GetResult(test) is null ? 80 : parse.GetValue(test), parse.GetValue(steps), parse.GetValue(batch), cancellationToken);
             }
 
             return Run(

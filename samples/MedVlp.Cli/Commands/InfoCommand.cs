@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using MedVlp.Volumes;
 using MedVlp.Volumes.IO;
+using MedVlp.Volumes.IO.Dicom;
 using Spectre.Console;
 
 namespace MedVlp.Cli.Commands;
@@ -15,16 +16,26 @@ internal static class InfoCommand
         var path = new Argument<string>("path") { Description = "A volume file (NIfTI .nii/.nii.gz/.hdr, MetaImage .mha/.mhd, NRRD .nrrd/.nhdr, DICOM) or a folder holding a DICOM series." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table." };
         var series = new Option<string?>("--series") { Description = "The SeriesInstanceUID to read when a DICOM folder holds several series." };
+        var strict = new Option<bool>("--strict") { Description = "For a DICOM folder: fail on files that are not DICOM images MedVlp decodes (JPEG, no pixel data, not DICOM) instead of skipping them with a warning." };
         var command = new Command("info", "Show the shape, spacing, affine, orientation and value range of a volume.")
         {
             path,
             json,
             series,
+            strict,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            var options = new VolumeReadOptions { SeriesInstanceUid = parse.GetValue(series) };
+            var options = new VolumeReadOptions { SeriesInstanceUid = parse.GetValue(series), Dicom = new DicomReadOptions { Strict = parse.GetValue(strict) } };
             var volume = VolumeReader.Read(parse.GetValue(path)!, options);
+            if (volume.Metadata.Properties.TryGetValue("Warnings", out var warnings))
+            {
+                foreach (var warning in warnings.Split('\n'))
+                {
+                    Console.Error.WriteLine($"medvlp: warning: {warning}");
+                }
+            }
+
             var report = VolumeInfo.From(volume);
             if (parse.GetValue(json))
             {

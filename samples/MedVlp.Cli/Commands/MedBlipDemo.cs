@@ -126,7 +126,7 @@ internal static class MedBlipDemo
         var sequences = cases.Select(c =>
         {
             var (context, answer) = MedBlipText.Split(c.Ehr);
-            return (long[])[.. text.EncodePrompt(MedBlipText.Prompt(context)), .. text.EncodeAnswer(answer!)];
+            return (Prompt: text.EncodePrompt(MedBlipText.Prompt(context)).Select(i => (long)i).ToArray(), Answer: text.EncodeAnswer(answer!).Select(i => (long)i).ToArray());
         }).ToArray();
         model.Unfreeze(MedBlipModel.LanguageModelComponent);
         var lm = model.LanguageModel;
@@ -139,29 +139,39 @@ internal static class MedBlipDemo
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 var rows = Enumerable.Range(0, batchSize).Select(_ => sequences[random.Next(sequences.Length)]).ToArray();
-                var length = rows.Max(r => r.Length);
+                var length = rows.Max(r => r.Prompt.Length + r.Answer.Length);
                 var ids = new long[rows.Length * length];
                 var mask = new long[rows.Length * length];
+                var labels = new long[rows.Length * length];
                 Array.Fill(ids, MedBlipText.EndOfText);
+                Array.Fill(labels, Gpt2LMHeadModel.IgnoreIndex);
                 for (var n = 0; n < rows.Length; n++)
                 {
-                    rows[n].CopyTo(ids, n * length);
-                    Array.Fill(mask, 1, n * length, rows[n].Length);
+                    rows[n].Prompt.CopyTo(ids, n * length);
+                    rows[n].Answer.CopyTo(ids, (n * length) + rows[n].Prompt.Length);
+                    rows[n].Answer.CopyTo(labels, (n * length) + rows[n].Prompt.Length);
+                    Array.Fill(mask, 1, n * length, rows[n].Prompt.Length + rows[n].Answer.Length);
                 }
 
                 var idTensor = tensor(ids, [rows.Length, length]);
                 var maskTensor = tensor(mask, [rows.Length, length]);
+                // The answer is what is scored (the vocabulary projection of 50257 rows at every prompt position would
+                // dominate the CPU time); the prompt's tokens still learn through attention.
+                var targets = tensor(labels, [rows.Length, length]).narrow(1, 1, length - 1).reshape(-1);
+                var scored = targets.ne(Gpt2LMHeadModel.IgnoreIndex).nonzero().squeeze(1);
                 foreach (var group in optimizer.ParamGroups)
                 {
                     group.LearningRate = 3e-3 * 0.5 * (1 + Math.Cos(Math.PI * step / steps));
                 }
 
                 optimizer.zero_grad();
-                using var output = lm.Compute(idTensor, null, maskTensor, idTensor.masked_fill(maskTensor.eq(0), Gpt2LMHeadModel.IgnoreIndex));
-                output.Loss!.backward();
+                var hidden = lm.Transformer.forward(idTensor, null, maskTensor);
+                var states = hidden.narrow(1, 0, length - 1).reshape(-1, hidden.shape[2]).index_select(0, scored);
+                var loss = nn.functional.cross_entropy(nn.functional.linear(states, lm.Transformer.TokenEmbeddings.weight!), targets.index_select(0, scored));
+                loss.backward();
                 nn.utils.clip_grad_norm_(parameters, 1.0);
                 optimizer.step();
-                history.Add(output.Loss.ToDouble());
+                history.Add(loss.ToDouble());
                 task.Value = step + 1;
                 task.Description = string.Create(CultureInfo.InvariantCulture, $"Language model on EHR text (loss {history[^1]:F2})");
             }

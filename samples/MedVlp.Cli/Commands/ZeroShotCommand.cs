@@ -12,7 +12,7 @@ internal static class ZeroShotCommand
 {
     public static Command Create()
     {
-        var modelDir = new Option<string>("--model") { Description = "A model package folder (for example medvlp-demo/model).", Required = true };
+        var modelDir = new Option<string>("--model") { Description = "A model package folder (for example " + CliPaths.DefaultDemoFolder + "/model, written by medvlp demo).", Required = true };
         var labels = new Option<string[]>("--label")
         {
             Description = "A label and a prompt as NAME=PROMPT; repeat it (also with the same NAME for several prompts, which are averaged).",

@@ -63,7 +63,8 @@ public sealed class DicomParityTests
         Assert.Equal(path, ex.FilePath);
         Assert.Equal("TransferSyntaxUID", ex.Field);
         Assert.Contains($"unsupported transfer syntax {uid} (", ex.Message, StringComparison.Ordinal);
-        Assert.Contains($" in {path}", ex.Message, StringComparison.Ordinal);
+        Assert.StartsWith(path + ": ", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(1, ex.Message.Split(path).Length - 1);   // the path once
     }
 
     [Theory]

@@ -167,7 +167,7 @@ internal sealed class DicomParser : IDisposable
 
         if (!syntax.Supported)
         {
-            throw new VolumeFormatException(_path, "TransferSyntaxUID", $"unsupported transfer syntax {syntax.Uid} ({syntax.Name}) in {_path}; MedVlp decodes uncompressed, deflated and RLE Lossless DICOM.");
+            throw new VolumeFormatException(_path, "TransferSyntaxUID", $"unsupported transfer syntax {syntax.Uid} ({syntax.Name}); MedVlp decodes uncompressed, deflated and RLE Lossless DICOM.");
         }
 
         byte[]? inflated = null;

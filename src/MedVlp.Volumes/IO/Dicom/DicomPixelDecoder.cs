@@ -140,7 +140,7 @@ internal static class DicomPixelDecoder
         var syntax = image.Header.TransferSyntax;
         if (syntax.Uid != DicomTransferSyntax.RleLosslessUid)
         {
-            throw new VolumeFormatException(image.Path, "TransferSyntaxUID", $"unsupported transfer syntax {syntax.Uid} ({syntax.Name}) in {image.Path}.");
+            throw new VolumeFormatException(image.Path, "TransferSyntaxUID", $"unsupported transfer syntax {syntax.Uid} ({syntax.Name}).");
         }
 
         if (image.BitsAllocated == 1)

@@ -28,4 +28,12 @@ public sealed class DicomReadOptions
 
     /// <summary>Also look in subfolders when given a folder. Default: false.</summary>
     public bool Recursive { get; init; }
+
+    /// <summary>
+    /// When reading a folder, fail on any file that is not a DICOM image MedVlp can decode (not DICOM, a DICOM file
+    /// without pixel data such as a structured report, or a transfer syntax MedVlp does not decode, for example JPEG)
+    /// instead of skipping it with a line in <see cref="DicomSeriesResult.Warnings"/>. Default: false. Files given one by
+    /// one, and a single file, always fail.
+    /// </summary>
+    public bool Strict { get; init; }
 }

@@ -37,7 +37,9 @@ public sealed record DicomSeriesResult(Volume Volume, string SeriesInstanceUid, 
 /// values are not masked to BitsStored, as neither pydicom 2.x nor dcm2niix masks them. The slice spacing is the
 /// distance between the first two slices along the normal, as dcm2niix computes it; a gantry tilt keeps its shear.</para>
 /// <para>Supported: implicit VR little endian, explicit VR little and big endian, deflated explicit VR little
-/// endian, RLE Lossless; JPEG-family syntaxes fail with <c>unsupported transfer syntax UID (name) in FILE</c>.</para>
+/// endian, RLE Lossless; a JPEG-family file fails with <c>FILE: TransferSyntaxUID: unsupported transfer syntax UID (name)</c>.
+/// In a folder, files that are not DICOM images MedVlp decodes (not DICOM, no pixel data, JPEG family) are skipped and
+/// listed in <see cref="DicomSeriesResult.Warnings"/>, or fail the read with <see cref="DicomReadOptions.Strict"/>.</para>
 /// </remarks>
 public static class DicomSeriesReader
 {
@@ -117,7 +119,18 @@ public static class DicomSeriesReader
         ForEach(files.Count, n =>
         {
             var file = files[n];
-            var header = DicomParser.ParseFile(file, nullIfNotDicom: skipNonImages, cancellationToken);
+            DicomFileHeader? header;
+            try
+            {
+                header = DicomParser.ParseFile(file, nullIfNotDicom: skipNonImages, cancellationToken);
+            }
+            catch (VolumeFormatException ex) when (skipNonImages && ex.Field == "TransferSyntaxUID")
+            {
+                // A folder may hold files of a syntax MedVlp does not decode (JPEG family): read what can be read.
+                skipped.Add($"{file}: {ex.Problem}");
+                return;
+            }
+
             if (header is null)
             {
                 skipped.Add($"{file}: not a DICOM file");
@@ -166,6 +179,11 @@ public static class DicomSeriesReader
         bool fromFolder, CancellationToken cancellationToken)
     {
         var (images, skipped) = ParseAll(files, options, skipNonImages: fromFolder, cancellationToken);
+        if (skipped.Count > 0 && options.Dicom.Strict)
+        {
+            throw new VolumeFormatException(source, null, $"{skipped.Count} file(s) are not DICOM images MedVlp decodes (DicomReadOptions.Strict): {string.Join("; ", skipped)}.");
+        }
+
         var warnings = new List<string>(skipped.Select(s => "skipped " + s));
         if (images.Count == 0)
         {
