@@ -11,6 +11,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Tests.MedBlip;
 
 /// <summary>MedBLIP against the PyTorch reference of tests/golden/make_medblip_golden.py (same weights, tiny sizes).</summary>
+[Collection(nameof(TorchRandomState))] // trains in training mode: kept apart from the tests that check seeded weights
 public sealed class MedBlipParityTests
 {
     /// <summary>The sizes of the golden script (its S dictionary).</summary>
