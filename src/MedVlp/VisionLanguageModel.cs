@@ -210,7 +210,17 @@ public sealed class VisionLanguageModel : IDisposable
         return Collator.CollateVolumes(prepared, expected, Device);
     }
 
-    /// <summary>Tokenizes texts with the default tokenizer into (ids, mask) tensors on <see cref="Device"/>.</summary>
+    /// <summary>Preprocesses volumes for training (see <see cref="Training.PreparedTrainingData"/>): one (B x 1 x S x S x S) tensor on <see cref="Device"/>.</summary>
+    /// <param name="volumes">The volumes (any shape).</param>
+    /// <param name="cancellationToken">Stops the preprocessing.</param>
+    public Tensor PrepareVolumesForTraining(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        ThrowIfDisposed();
+        return PrepareVolumes(volumes, cancellationToken);
+    }
+
+        /// <summary>Tokenizes texts with the default tokenizer into (ids, mask) tensors on <see cref="Device"/>.</summary>
     internal (Tensor Ids, Tensor Mask) PrepareTexts(IReadOnlyList<string> texts)
     {
         var inputs = Collator.CollateTexts(texts, new TextCollation { MaxTokens = DualEncoder.MaxTextTokens }, Device);

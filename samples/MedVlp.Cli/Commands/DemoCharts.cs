@@ -7,6 +7,9 @@ using SkiaSharp;
 
 namespace MedVlp.Cli.Commands;
 
+/// <summary>What the loss curve shows: the loss and learning rate of every step.</summary>
+internal sealed record LossHistory(IReadOnlyList<double> Losses, IReadOnlyList<double> LearningRates, int StepsPerEpoch, int BatchSize);
+
 /// <summary>The demo's pictures: the training curve (ScottPlot) and a montage of held-out volumes (SkiaSharp).</summary>
 internal static class DemoCharts
 {
@@ -22,7 +25,7 @@ internal static class DemoCharts
     private static readonly Lazy<string?> FontFile = new(() => FontFiles.FirstOrDefault(File.Exists));
 
     /// <summary>Loss per step (faint) and its per-epoch mean (bold), with the learning rate schedule on a second axis.</summary>
-    public static void WriteLossCurve(string path, TrainingHistory history)
+    public static void WriteLossCurve(string path, LossHistory history)
     {
         var plot = new ScottPlot.Plot();
         UseFont(plot);

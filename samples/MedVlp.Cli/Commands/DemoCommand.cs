@@ -26,7 +26,7 @@ internal static class DemoCommand
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt, bert-base-uncased)." };
         var train = new Option<int>("--train") { Description = "Training pairs.", DefaultValueFactory = _ => 480 };
         var test = new Option<int>("--test") { Description = "Held-out volumes (a multiple of 3 keeps the classes balanced).", DefaultValueFactory = _ => 90 };
-        var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 12 };
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs (the clip3d-demo recipe's 16 by default).", DefaultValueFactory = _ => TrainingRecipe.Resolve("clip3d-demo").Epochs };
         var threads = new Option<int>("--threads")
         {
             Description = "libtorch intra-op threads (default 1: the demo's tensors are small and extra threads mostly wait on each other).",
@@ -76,12 +76,7 @@ internal static class DemoCommand
         .ToArray();
 
     /// <summary>The demo's preprocessing: MedBLIP's recipe (min-max, aspect-keeping trilinear resize, centred zero pad) at 32^3.</summary>
-    public static TransformPipeline Preprocessing(int size) => new(
-    [
-        new MinMaxNormalize { OutputMin = 0, OutputMax = 1 },
-        new ResizeLongestSide { Size = size, AlignCorners = true, Interpolation = Interpolation.Trilinear },
-        new CropOrPad { Size = new VolumeShape(size, size, size), FillValue = 0, Centering = CropOrPadCentering.ExtraAfter },
-    ], $"medblip-{size}");
+    public static TransformPipeline Preprocessing(int size) => TrainingRecipe.Preprocessing(size);
 
     private static int Run(string outDir, int seed, string? vocabPath, int trainCount, int testCount, int epochs, CancellationToken cancellationToken)
     {
@@ -95,11 +90,12 @@ internal static class DemoCommand
         Directory.CreateDirectory(outDir);
         IReadOnlyList<SyntheticBrainCase> trainCases = [];
         IReadOnlyList<SyntheticBrainCase> testCases = [];
-        var config = Clip3dConfig.Tiny(tokenizer.VocabularySize);
-        using var model = VisionLanguageModel.Create(config, tokenizer, Preprocessing(config.Volume.InputSize), seed);
-        var trainerOptions = new ContrastiveTrainerOptions { Epochs = epochs, BatchSize = 32, LearningRate = 1e-3, Seed = seed };
-        using var trainer = new ContrastiveTrainer(model, trainerOptions);
-        TrainingHistory? history = null;
+        var recipe = TrainingRecipe.Resolve("clip3d-demo") with { Epochs = epochs, Seed = seed };
+        using var model = recipe.CreateModel(tokenizer);
+        using var objective = recipe.CreateObjective(model);
+        using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(outputDirectory: null));
+        var batchSize = recipe.Data.BatchSize;
+        TrainingSummary? summary = null;
         double generationSeconds = 0, trainingSeconds = 0;
         var progressColumns = new ProgressColumn[] { new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn() };
         AnsiConsole.Progress().AutoClear(false).HideCompleted(false).Columns(progressColumns).Start(ctx =>
@@ -111,17 +107,20 @@ internal static class DemoCommand
             generate.Value = generate.MaxValue;
             generationSeconds = clock.Elapsed.TotalSeconds;
 
-            var steps = trainCount / trainerOptions.BatchSize * epochs;
-            var training = ctx.AddTask("Training", maxValue: steps);
-            var pairs = trainCases.Select(c => new VolumeTextPair(c.Volume, c.Report)).ToArray();
-            history = trainer.Train(pairs, new InlineProgress<TrainingProgress>(p =>
+            using var data = new PreparedTrainingData([.. trainCases.Select(c => c.Volume)], [.. trainCases.Select(c => c.Report)],
+                v => model.PrepareVolumesForTraining(v, cancellationToken),
+                new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, seed), batchSize, seed, cancellationToken);
+            var training = ctx.AddTask("Training", maxValue: trainer.TotalSteps(data));
+            summary = trainer.Fit(data, progress: new InlineProgress<TrainingProgress>(p =>
             {
                 training.Value = p.Step;
-                training.Description = string.Create(CultureInfo.InvariantCulture, $"Training (epoch {p.Epoch}/{epochs}, loss {p.Loss:F3})");
-            }), cancellationToken);
+                training.Description = string.Create(CultureInfo.InvariantCulture, $"Training (epoch {p.Epoch}/{epochs}, loss {p.Losses["total"]:F3})");
+            }), cancellationToken: cancellationToken);
             trainingSeconds = clock.Elapsed.TotalSeconds - generationSeconds;
         });
 
+        var stepsPerEpoch = trainCount / batchSize;
+        var history = new LossHistory([.. summary!.History.Select(h => h.Losses["total"])], [.. summary.History.Select(h => h.LearningRate)], stepsPerEpoch, batchSize);
         var classifier = model.CreateZeroShotClassifier(DiagnosisLabels);
         var predictions = classifier.Classify(testCases.Select(c => c.Volume).ToArray(), cancellationToken);
         var correct = 0;
@@ -135,7 +134,7 @@ internal static class DemoCommand
 
         var modelDir = Path.Combine(outDir, "model");
         model.Save(modelDir);
-        DemoCharts.WriteLossCurve(Path.Combine(outDir, "loss.png"), history!);
+        DemoCharts.WriteLossCurve(Path.Combine(outDir, "loss.png"), history);
         DemoCharts.WriteMontage(Path.Combine(outDir, "montage.png"), testCases, predictions);
 
         var table = new Table().Title("held-out confusion (rows: truth, columns: zero-shot prediction)").AddColumn("truth");
@@ -152,7 +151,7 @@ internal static class DemoCommand
         AnsiConsole.Write(table);
         var accuracy = (double)correct / testCases.Count;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"generated {trainCount + testCount} volumes in {generationSeconds:F1} s; trained {history!.Losses.Count} steps in {trainingSeconds:F1} s; total {clock.Elapsed.TotalSeconds:F1} s"));
+            $"generated {trainCount + testCount} volumes in {generationSeconds:F1} s; trained {history.Losses.Count} steps in {trainingSeconds:F1} s; total {clock.Elapsed.TotalSeconds:F1} s"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"final training loss {history.Losses.TakeLast(history.StepsPerEpoch).Average():F3} (epoch mean), logit scale {model.LogitScale:F1}"));
         Console.WriteLine($"model: {modelDir}");

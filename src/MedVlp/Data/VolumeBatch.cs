@@ -8,7 +8,11 @@ namespace MedVlp.Data;
 /// <param name="Entry">The manifest entry.</param>
 /// <param name="Volume">The preprocessed volume.</param>
 /// <param name="Position">The example's position in this epoch's order (for this shard).</param>
-public sealed record LoadedSample(ManifestEntry Entry, Volume Volume, int Position);
+public sealed record LoadedSample(ManifestEntry Entry, Volume Volume, int Position)
+{
+    /// <summary>Every augmented view of the example (<see cref="VolumeLoaderOptions.Views"/>); the first is <see cref="Volume"/>.</summary>
+    public IReadOnlyList<Volume> Views { get; init; } = [Volume];
+}
 
 /// <summary>A batch of preprocessed examples, in the epoch's deterministic order.</summary>
 public sealed class VolumeBatch
@@ -37,11 +41,17 @@ public sealed class VolumeBatch
     /// <paramref name="device"/> (CPU when null), with <see cref="Collator.CollateVolumes"/>. The caller owns the tensor.
     /// </summary>
     /// <exception cref="InvalidOperationException">The volumes differ in shape (the pipeline should end in a fixed size).</exception>
-    public Tensor ToTensor(Device? device = null)
+    public Tensor ToTensor(Device? device = null) => ToTensor(device, 0);
+
+    /// <summary>Stacks one augmented view of every example (see <see cref="ToTensor(Device?)"/>).</summary>
+    /// <param name="device">The device (CPU when null).</param>
+    /// <param name="view">The view, 0 .. <see cref="VolumeLoaderOptions.Views"/> - 1.</param>
+    public Tensor ToTensor(Device? device, int view)
     {
+        var volumes = Samples.Select(s => view < s.Views.Count ? s.Views[view] : throw new ArgumentOutOfRangeException(nameof(view), view, $"The examples have {s.Views.Count} view(s).")).ToArray();
         try
         {
-            return Collator.CollateVolumes([.. Samples.Select(s => s.Volume)], null, device);
+            return Collator.CollateVolumes(volumes, null, device);
         }
         catch (ArgumentException ex)
         {

@@ -77,8 +77,15 @@ public sealed class VolumeDataLoader
     /// <summary>The seed of the random transforms for an example in an epoch (independent of workers and shards).</summary>
     public int SampleSeed(int epoch, int entryIndex) => unchecked((int)Mix(_options.Seed, epoch, entryIndex));
 
+    /// <summary>The seed of the random transforms for one view of an example (view 0 is <see cref="SampleSeed(int, int)"/>).</summary>
+    public int SampleSeed(int epoch, int entryIndex, int view) =>
+        view == 0 ? SampleSeed(epoch, entryIndex) : unchecked((int)Mix(_options.Seed ^ (int)(0x5BD1E995u * (uint)view), epoch, entryIndex));
+
     /// <summary>Loads and preprocesses one example (reading through the cache when one is configured).</summary>
-    public Volume LoadExample(int entryIndex, int epoch, CancellationToken cancellationToken = default)
+    public Volume LoadExample(int entryIndex, int epoch, CancellationToken cancellationToken = default) => LoadExample(entryIndex, epoch, 0, cancellationToken);
+
+    /// <summary>Loads and preprocesses one view of an example: every view applies the random transforms with its own seed.</summary>
+    public Volume LoadExample(int entryIndex, int epoch, int view, CancellationToken cancellationToken = default)
     {
         var entry = _entries[entryIndex];
         try
@@ -104,7 +111,7 @@ public sealed class VolumeDataLoader
                 start = _cachedSteps;
             }
 
-            var random = new Random(SampleSeed(epoch, entryIndex));
+            var random = new Random(SampleSeed(epoch, entryIndex, view));
             return _pipeline.ApplyRange(volume, start, _pipeline.Transforms.Count - start, random, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException and not VolumeFormatException)
@@ -116,10 +123,21 @@ public sealed class VolumeDataLoader
     /// <summary>Streams the batches of one epoch in order. Stop early by breaking out or cancelling; workers stop too.</summary>
     /// <param name="epoch">The epoch (changes the shuffle and the augmentation seeds).</param>
     /// <param name="cancellationToken">Stops the workers and the enumeration.</param>
-    public async IAsyncEnumerable<VolumeBatch> ReadEpochAsync(int epoch, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<VolumeBatch> ReadEpochAsync(int epoch, CancellationToken cancellationToken = default) => ReadEpochAsync(epoch, 0, cancellationToken);
+
+    /// <summary>Streams the batches of one epoch from batch <paramref name="firstBatch"/> on (to resume a run mid-epoch);
+    /// the batches are the same as those of a full read.</summary>
+    /// <param name="epoch">The epoch (changes the shuffle and the augmentation seeds).</param>
+    /// <param name="firstBatch">The first batch to read (0-based).</param>
+    /// <param name="cancellationToken">Stops the workers and the enumeration.</param>
+    public async IAsyncEnumerable<VolumeBatch> ReadEpochAsync(int epoch, int firstBatch, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var order = EpochOrder(epoch);
-        var total = _options.DropLast ? order.Count / _options.BatchSize * _options.BatchSize : order.Count;
+        ArgumentOutOfRangeException.ThrowIfNegative(firstBatch);
+        var fullOrder = EpochOrder(epoch);
+        var fullTotal = _options.DropLast ? fullOrder.Count / _options.BatchSize * _options.BatchSize : fullOrder.Count;
+        var skip = Math.Min((long)firstBatch * _options.BatchSize, fullTotal);
+        var order = fullOrder.Skip((int)skip).ToArray();
+        var total = (int)(fullTotal - skip);
         if (total == 0)
         {
             yield break;
@@ -127,12 +145,12 @@ public sealed class VolumeDataLoader
 
         var workers = Math.Min(_options.Workers, total);
         var perWorker = Math.Max(1, ((_options.PrefetchBatches * _options.BatchSize) + workers - 1) / workers);
-        var channels = new Channel<(Volume? Volume, Exception? Error)>[workers];
+        var channels = new Channel<(Volume[]? Volume, Exception? Error)>[workers];
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var tasks = new Task[workers];
         for (var w = 0; w < workers; w++)
         {
-            channels[w] = Channel.CreateBounded<(Volume?, Exception?)>(new BoundedChannelOptions(perWorker) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+            channels[w] = Channel.CreateBounded<(Volume[]?, Exception?)>(new BoundedChannelOptions(perWorker) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
             var worker = w;
             // A dedicated thread per worker, blocking on its channel when it is full: the heavy, synchronous decoding and
             // preprocessing never holds thread-pool threads that the transforms' own Parallel.For loops need.
@@ -143,7 +161,7 @@ public sealed class VolumeDataLoader
         try
         {
             var batch = new List<LoadedSample>(_options.BatchSize);
-            var batchIndex = 0;
+            var batchIndex = firstBatch;
             for (var p = 0; p < total; p++)
             {
                 var (volume, error) = await channels[p % workers].Reader.ReadAsync(stop.Token).ConfigureAwait(false);
@@ -152,7 +170,7 @@ public sealed class VolumeDataLoader
                     throw error;
                 }
 
-                batch.Add(new LoadedSample(_entries[order[p]], volume!, p));
+                batch.Add(new LoadedSample(_entries[order[p]], volume![0], (int)skip + p) { Views = volume });
                 if (batch.Count == _options.BatchSize || p == total - 1)
                 {
                     yield return new VolumeBatch(epoch, batchIndex++, batch);
@@ -174,17 +192,23 @@ public sealed class VolumeDataLoader
         }
     }
 
-    private void RunWorker(int worker, int workers, IReadOnlyList<int> order, int total, int epoch, ChannelWriter<(Volume?, Exception?)> writer, CancellationToken token)
+    private void RunWorker(int worker, int workers, int[] order, int total, int epoch, ChannelWriter<(Volume[]?, Exception?)> writer, CancellationToken token)
     {
         try
         {
             for (var p = worker; p < total; p += workers)
             {
                 token.ThrowIfCancellationRequested();
-                (Volume?, Exception?) item;
+                (Volume[]?, Exception?) item;
                 try
                 {
-                    item = (LoadExample(order[p], epoch, token), null);
+                    var views = new Volume[_options.Views];
+                    for (var v = 0; v < views.Length; v++)
+                    {
+                        views[v] = LoadExample(order[p], epoch, v, token);
+                    }
+
+                    item = (views, null);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {

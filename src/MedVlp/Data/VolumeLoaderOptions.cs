@@ -27,6 +27,10 @@ public sealed class VolumeLoaderOptions
     /// <summary>The number of shards the dataset is split into, one per process or machine (default 1).</summary>
     public int ShardCount { get; init; } = 1;
 
+    /// <summary>Augmented views per example (default 1; 2 for self-supervised objectives): each view applies the random
+    /// transforms with its own seed.</summary>
+    public int Views { get; init; } = 1;
+
     /// <summary>Drop a last batch smaller than <see cref="BatchSize"/> (default false).</summary>
     public bool DropLast { get; init; }
 
@@ -55,7 +59,7 @@ public sealed class VolumeLoaderOptions
 
     internal void Validate()
     {
-        if (BatchSize < 1 || Workers < 1 || PrefetchBatches < 1 || ShardCount < 1 || ShardIndex < 0 || ShardIndex >= ShardCount)
+        if (BatchSize < 1 || Views < 1 || Workers < 1 || PrefetchBatches < 1 || ShardCount < 1 || ShardIndex < 0 || ShardIndex >= ShardCount)
         {
             throw new ArgumentException($"Loader options need BatchSize, Workers, PrefetchBatches, ShardCount >= 1 and 0 <= ShardIndex < ShardCount; got batch {BatchSize}, workers {Workers}, prefetch {PrefetchBatches}, shard {ShardIndex}/{ShardCount}.");
         }

@@ -1,0 +1,263 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using MedVlp.Data;
+using MedVlp.Synthetic;
+using MedVlp.Text;
+using MedVlp.Training;
+using MedVlp.Volumes.Transforms;
+using Spectre.Console;
+
+namespace MedVlp.Cli.Commands;
+
+/// <summary>
+/// <c>medvlp train --recipe NAME (--manifest FILE | --synthetic N) --out DIR [...]</c>: trains a recipe through the
+/// <see cref="Trainer"/> with checkpoints, metrics.jsonl, plots and exact <c>--resume</c>; <c>medvlp train --list</c>.
+/// </summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var list = new Option<bool>("--list") { Description = "List the built-in recipes and exit." };
+        var recipe = new Option<string?>("--recipe") { Description = "A built-in recipe name (see --list) or a recipe .json file." };
+        var manifest = new Option<string?>("--manifest") { Description = "A .csv or .jsonl manifest (split \"train\", and \"val\" for evaluation; all entries when no split is given)." };
+        var synthetic = new Option<int?>("--synthetic") { Description = "Train on N synthetic brain MRIs with reports generated in memory (and N/6 held out for evaluation)." };
+        var output = new Option<string?>("--out") { Description = "Folder for checkpoints/, metrics.jsonl, plots/, recipe.json and model/." };
+        var steps = new Option<long?>("--steps") { Description = "Optimisation steps (overrides the recipe)." };
+        var epochs = new Option<int?>("--epochs") { Description = "Epochs (overrides the recipe)." };
+        var batch = new Option<int?>("--batch") { Description = "Examples per micro-batch (overrides the recipe)." };
+        var accumulate = new Option<int?>("--accumulate") { Description = "Micro-batches per step: the update of one batch N times larger (overrides the recipe)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the latest complete checkpoint in --out." };
+        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        var seed = new Option<int?>("--seed") { Description = "Run seed (overrides the recipe)." };
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint interval in steps (overrides the recipe)." };
+        var evaluateEvery = new Option<int?>("--eval-every") { Description = "Evaluation interval in steps (overrides the recipe)." };
+        var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 1 };
+        var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt)." };
+        var command = new Command("train", "Train a recipe (model, objectives, optimizer, schedule, data) with checkpoints, metrics, plots and exact resume.")
+        {
+            list, recipe, manifest, synthetic, output, steps, epochs, batch, accumulate, resume, device, seed, checkpointEvery, evaluateEvery, threads, vocab,
+        };
+        command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
+        {
+            if (parse.GetValue(list))
+            {
+                return List();
+            }
+
+            var name = parse.GetValue(recipe) ?? throw new ArgumentException("--recipe is required (a name from `medvlp train --list` or a .json file).");
+            var outDir = parse.GetValue(output) ?? throw new ArgumentException("--out is required.");
+            var manifestPath = parse.GetValue(manifest);
+            var syntheticCount = parse.GetValue(synthetic);
+            if ((manifestPath is null) == (syntheticCount is null))
+            {
+                throw new ArgumentException("Give exactly one of --manifest FILE and --synthetic N.");
+            }
+
+            if (parse.GetValue(steps) is not null && parse.GetValue(epochs) is not null)
+            {
+                throw new ArgumentException("Give --steps or --epochs, not both.");
+            }
+
+            var n = parse.GetValue(threads);
+            if (n < 1)
+            {
+                throw new ArgumentException($"--threads must be at least 1, got {n}.");
+            }
+
+            TorchSharp.torch.set_num_threads(n);
+            var r = TrainingRecipe.Resolve(name);
+            r = r with
+            {
+                Steps = parse.GetValue(steps) ?? (parse.GetValue(epochs) is not null ? 0 : r.Steps),
+                Epochs = parse.GetValue(epochs) ?? r.Epochs,
+                Stages = parse.GetValue(steps) is not null || parse.GetValue(epochs) is not null ? [] : r.Stages,
+                AccumulationSteps = parse.GetValue(accumulate) ?? r.AccumulationSteps,
+                Seed = parse.GetValue(seed) ?? r.Seed,
+                CheckpointEvery = parse.GetValue(checkpointEvery) ?? r.CheckpointEvery,
+                EvaluateEvery = parse.GetValue(evaluateEvery) ?? r.EvaluateEvery,
+                Data = r.Data with { BatchSize = parse.GetValue(batch) ?? r.Data.BatchSize },
+            };
+            r.Validate("command line");
+            return Run(r, manifestPath, syntheticCount, outDir, parse.GetValue(resume), parse.GetValue(device)!, parse.GetValue(vocab), cancellationToken);
+        })));
+        return command;
+    }
+
+    private static int List()
+    {
+        var table = new Table().AddColumn("recipe").AddColumn("model").AddColumn("objectives").AddColumn("description");
+        foreach (var r in TrainingRecipe.BuiltIn)
+        {
+            table.AddRow(Markup.Escape(r.Name), Markup.Escape($"{r.Architecture} ({r.Size})"),
+                Markup.Escape(string.Join(" + ", r.Objectives.Select(o => o.Name))), Markup.Escape(r.Description));
+        }
+
+        AnsiConsole.Write(table);
+        Console.WriteLine("Use one with --recipe NAME, or write your own: medvlp train --recipe my-recipe.json (same fields, snake_case).");
+        return 0;
+    }
+
+    private static int Run(TrainingRecipe recipe, string? manifestPath, int? syntheticCount, string outDir, bool resume, string deviceName, string? vocabPath,
+        CancellationToken cancellationToken)
+    {
+        var device = deviceName switch
+        {
+            "cpu" => TorchSharp.torch.CPU,
+            "cuda" when TorchSharp.torch.cuda.is_available() => TorchSharp.torch.CUDA,
+            "cuda" => throw new ArgumentException("--device cuda: no CUDA device or CUDA libtorch is available; use --device cpu."),
+            _ => throw new ArgumentException($"--device must be cpu or cuda, got \"{deviceName}\"."),
+        };
+        var clock = Stopwatch.StartNew();
+        var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary());
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "recipe.json"), recipe.ToJson());
+        using var model = recipe.CreateModel(tokenizer, device: device);
+        using var objective = recipe.CreateObjective(model);
+        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
+        ITrainingData data;
+        ITrainingData? validation = null;
+        IReadOnlyList<SyntheticBrainCase> heldOut = [];
+        var disposables = new List<IDisposable>();
+        try
+        {
+            if (syntheticCount is { } count)
+            {
+                if (count < recipe.Data.BatchSize)
+                {
+                    throw new ArgumentException($"--synthetic {count} is smaller than one batch of {recipe.Data.BatchSize}.");
+                }
+
+                var cases = SyntheticBrainDataset.Generate(count, recipe.Seed, cancellationToken: cancellationToken);
+                heldOut = SyntheticBrainDataset.Generate(Math.Max(3, count / 6), recipe.Seed, firstIndex: count, cancellationToken: cancellationToken);
+                var train = new PreparedTrainingData([.. cases.Select(c => c.Volume)], [.. cases.Select(c => c.Report)],
+                    v => model.PrepareVolumesForTraining(v, cancellationToken), collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken);
+                disposables.Add(train);
+                data = train;
+                if (heldOut.Count >= 2)
+                {
+                    var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(c => c.Report)],
+                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens),
+                        Math.Min(recipe.Data.BatchSize, heldOut.Count), recipe.Seed, cancellationToken);
+                    disposables.Add(val);
+                    validation = val;
+                }
+            }
+            else
+            {
+                var m = Manifest.Load(manifestPath!);
+                var trainEntries = m.Entries.Any(e => e.Split.Length > 0) ? m.Split("train") : m.Entries;
+                var valEntries = m.Split("val");
+                var pipeline = recipe.Data.Augmentation is { } augmentation
+                    ? new TransformPipeline([.. TransformPipeline.FromJson(augmentation.GetRawText()).Transforms, .. model.Preprocessing.Transforms], "train")
+                    : model.Preprocessing;
+                var options = new VolumeLoaderOptions
+                {
+                    BatchSize = recipe.Data.BatchSize, Workers = recipe.Data.Workers, PrefetchBatches = recipe.Data.Prefetch, Seed = recipe.Seed, DropLast = true,
+                };
+                data = new LoaderTrainingData(new VolumeDataLoader(trainEntries, pipeline, options), collator);
+                if (valEntries.Count >= 2)
+                {
+                    var valOptions = new VolumeLoaderOptions
+                    {
+                        BatchSize = Math.Min(recipe.Data.BatchSize, valEntries.Count), Workers = recipe.Data.Workers, Shuffle = false, DropLast = true,
+                    };
+                    validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, model.Preprocessing, valOptions),
+                        new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens));
+                }
+            }
+
+            using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(outDir, resume));
+            Func<CancellationToken, IReadOnlyDictionary<string, double>>? evaluate = null;
+            if (validation is not null)
+            {
+                evaluate = token =>
+                {
+                    var metrics = new Dictionary<string, double>(trainer.ValidationLoss(validation, token));
+                    if (heldOut.Count > 0)
+                    {
+                        var predictions = model.CreateZeroShotClassifier(DemoCommand.DiagnosisLabels).Classify([.. heldOut.Select(c => c.Volume)], token);
+                        metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => (int)c.Diagnosis == predictions[i].LabelIndex).Count() / (double)heldOut.Count;
+                    }
+
+                    return metrics;
+                };
+            }
+
+            var total = trainer.TotalSteps(data);
+            var summary = RunWithProgress(trainer, data, evaluate, total, cancellationToken);
+            var modelDir = Path.Combine(outDir, "model");
+            model.Save(modelDir);
+            WriteSummary(recipe, summary, total, clock.Elapsed, outDir, modelDir, trainer);
+            return 0;
+        }
+        finally
+        {
+            foreach (var d in disposables)
+            {
+                d.Dispose();
+            }
+        }
+    }
+
+    private static TrainingSummary RunWithProgress(Trainer trainer, ITrainingData data, Func<CancellationToken, IReadOnlyDictionary<string, double>>? evaluate,
+        long total, CancellationToken cancellationToken)
+    {
+        if (Console.IsOutputRedirected)
+        {
+            // Plain lines for logs and pipes: one per step.
+            return trainer.Fit(data, evaluate, new InlineProgress<TrainingProgress>(p => Console.WriteLine(Describe(p))), cancellationToken);
+        }
+
+        TrainingSummary? summary = null;
+        var columns = new ProgressColumn[] { new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn() };
+        AnsiConsole.Progress().AutoClear(false).HideCompleted(false).Columns(columns).Start(ctx =>
+        {
+            var task = ctx.AddTask("Training", maxValue: total);
+            summary = trainer.Fit(data, evaluate, new InlineProgress<TrainingProgress>(p =>
+            {
+                task.Value = p.Step;
+                task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                    $"Training ({p.Stage}, epoch {p.Epoch}, loss {p.Losses["total"]:F3}, lr {p.LearningRate:G3}, {p.ExamplesPerSecond:F0}/s)"));
+            }), cancellationToken);
+            task.Value = total;
+        });
+        return summary!;
+    }
+
+    private static string Describe(TrainingProgress p)
+    {
+        var head = string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps} epoch {p.Epoch} [{p.Stage}] lr {p.LearningRate:G4} {p.ExamplesPerSecond:F1} ex/s ");
+        var losses = string.Join(' ', p.Losses.Select(kv => kv.Key + "=" + kv.Value.ToString("F4", CultureInfo.InvariantCulture)));
+        var eval = p.Evaluation is { } e ? " | " + string.Join(' ', e.Select(kv => kv.Key + "=" + kv.Value.ToString("F4", CultureInfo.InvariantCulture))) : "";
+        return head + losses + eval;
+    }
+
+    private static void WriteSummary(TrainingRecipe recipe, TrainingSummary summary, long total, TimeSpan elapsed, string outDir, string modelDir, Trainer trainer)
+    {
+        var table = new Table().Title(Markup.Escape($"training summary: {recipe.Name}")).AddColumn("").AddColumn("");
+        var resumed = summary.ResumedFromStep > 0 ? string.Create(CultureInfo.InvariantCulture, $" (resumed at {summary.ResumedFromStep})") : "";
+        table.AddRow("steps", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{summary.StepsDone}/{total}") + resumed));
+        table.AddRow("trainable / frozen parameters", Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+            $"{trainer.Parameters.All.Sum(p => p.numel()):N0} in {trainer.Parameters.Decay.Count + trainer.Parameters.NoDecay.Count} tensors / {trainer.Parameters.FrozenCount} tensors")));
+        foreach (var (k, v) in summary.LastLosses)
+        {
+            table.AddRow(Markup.Escape($"last loss: {k}"), v.ToString("F4", CultureInfo.InvariantCulture));
+        }
+
+        foreach (var (k, v) in summary.LastEvaluation ?? new Dictionary<string, double>())
+        {
+            table.AddRow(Markup.Escape($"last eval: {k}"), v.ToString("F4", CultureInfo.InvariantCulture));
+        }
+
+        if (summary.History.Count > 0)
+        {
+            table.AddRow("mean throughput", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{summary.History.Average(h => h.ExamplesPerSecond):F1} examples/s")));
+        }
+
+        table.AddRow("early stop", summary.StoppedEarly ? "yes" : "no");
+        table.AddRow("time", Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"{elapsed.TotalSeconds:F1} s")));
+        table.AddRow("outputs", Markup.Escape($"{modelDir}, {Path.Combine(outDir, "metrics.jsonl")}, {Path.Combine(outDir, "plots")}, {Path.Combine(outDir, "checkpoints")}"));
+        AnsiConsole.Write(table);
+    }
+}
