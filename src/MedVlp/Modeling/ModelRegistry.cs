@@ -26,7 +26,8 @@ public sealed record ModelCreateOptions
     /// <summary>Seed of the weight initialisation (the same seed gives the same weights on the CPU). Default 42.</summary>
     public int Seed { get; init; } = 42;
 
-    /// <summary>Components to freeze after building.</summary>
+    /// <summary>Components to freeze after building. An empty policy keeps what the architecture freezes itself (MedBLIP:
+    /// its language model); unfreeze those with <see cref="CompositeModel.Unfreeze"/>.</summary>
     public FreezePolicy Freeze { get; init; } = FreezePolicy.None;
 }
 
@@ -53,6 +54,12 @@ public static class ModelRegistry
             "CLIP-style dual encoder: 3D ViT (Conv3d patches, attention pooling) + BERT, projections, learned logit scale",
             new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => Clip3dConfig.Tiny(), [Full] = () => Clip3dConfig.Full() },
             (config, device) => new DualEncoderModel((Clip3dConfig)config, device)),
+        [global::MedVlp.Architectures.MedBlip.MedBlipConfig.ArchitectureName] = new ModelArchitecture(
+            global::MedVlp.Architectures.MedBlip.MedBlipConfig.ArchitectureName,
+            typeof(global::MedVlp.Architectures.MedBlip.MedBlipConfig),
+            "MedBLIP: 3D patch embedding + frozen EVA ViT, MedQFormer (BLIP-2 Q-Former), ITC, frozen GPT-2-layout language model",
+            new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => global::MedVlp.Architectures.MedBlip.MedBlipConfig.Tiny(), [Full] = global::MedVlp.Architectures.MedBlip.MedBlipConfig.Full },
+            (config, device) => new global::MedVlp.Architectures.MedBlip.MedBlipModel((global::MedVlp.Architectures.MedBlip.MedBlipConfig)config, device)),
     };
 
     /// <summary>The registered architecture names, sorted.</summary>
@@ -173,7 +180,11 @@ public static class ModelRegistry
             }
         }
 
-        model.Apply(options.Freeze);
+        if (options.Freeze.FrozenComponents.Count > 0)
+        {
+            model.Apply(options.Freeze);
+        }
+
         model.eval();
         return model;
     }

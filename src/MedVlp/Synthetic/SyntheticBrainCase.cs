@@ -5,8 +5,9 @@ namespace MedVlp.Synthetic;
 /// <summary>One synthetic subject: a T1-weighted-looking brain volume and its EHR-style report.</summary>
 public sealed class SyntheticBrainCase
 {
-    internal SyntheticBrainCase(int index, Volume volume, SyntheticSubject subject, string report)
+    internal SyntheticBrainCase(int index, Volume volume, SyntheticSubject subject, string report, string ehr)
     {
+        Ehr = ehr;
         Index = index;
         Volume = volume;
         Subject = subject;
@@ -27,6 +28,9 @@ public sealed class SyntheticBrainCase
 
     /// <summary>The EHR-style report, ending with "The diagnosis is X.".</summary>
     public string Report { get; }
+
+    /// <summary>MedBLIP-style EHR text: age, sex, education, MMSE (missing in about a quarter), APOE4, then "The diagnosis is X.".</summary>
+    public string Ehr { get; }
 }
 
 /// <summary>The hidden variables of a synthetic subject.</summary>

@@ -52,7 +52,9 @@ public static class SyntheticBrainDataset
         var subject = DrawSubject(diagnosis, options, random);
         var volume = BrainPhantom.Render(subject, options, random, index);
         var report = ReportWriter.Write(subject, random);
-        return new SyntheticBrainCase(index, volume, subject, report);
+        // A stream of its own, so that adding the EHR text left every volume and report as before.
+        var ehr = EhrWriter.Write(subject, new Random(MixSeed(seed ^ 0x4E48, index)));
+        return new SyntheticBrainCase(index, volume, subject, report, ehr);
     }
 
     private static SyntheticSubject DrawSubject(CognitiveDiagnosis diagnosis, SyntheticBrainOptions options, Random random)

@@ -1,0 +1,231 @@
+using MedVlp.Losses;
+using MedVlp.Modeling;
+using MedVlp.Modeling.Backbones;
+using MedVlp.Modeling.Blocks;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MedVlp.Architectures.MedBlip;
+
+/// <summary>
+/// One MedBLIP training batch as token ids: the volumes, the Q-Former's text (report and "question + answer", WordPiece,
+/// right-padded) and the language model's prompt and answer (GPT-2 BPE, right-padded), the input of
+/// <see cref="MedBlipModel.ComputeLoss"/>. Does not own its tensors.
+/// </summary>
+/// <param name="Volumes">(B x 1 x D x H x W) preprocessed volumes.</param>
+/// <param name="ReportIds">(B x T) Q-Former token ids of the EHR text (without the diagnosis).</param>
+/// <param name="ReportMask">(B x T) 1 = token.</param>
+/// <param name="QaIds">(B x T) Q-Former token ids of "Question: ... Answer: label".</param>
+/// <param name="QaMask">(B x T) 1 = token.</param>
+/// <param name="PromptIds">(B x P) language-model ids of "EHR text Question: ... Answer: ".</param>
+/// <param name="PromptMask">(B x P) 1 = token.</param>
+/// <param name="AnswerIds">(B x A) language-model ids of the answer (followed by end-of-text).</param>
+/// <param name="AnswerMask">(B x A) 1 = token.</param>
+public sealed record MedBlipBatch(Tensor Volumes, Tensor ReportIds, Tensor ReportMask, Tensor QaIds, Tensor QaMask, Tensor PromptIds, Tensor PromptMask, Tensor AnswerIds, Tensor AnswerMask);
+
+/// <summary>
+/// MedBLIP (Chen et al., 2023; released code Qybc/MedBLIP <c>modeling_medblip_biomedlm.py</c>), state-dict names as
+/// released: <c>visual_encoder</c> (<see cref="MedBlipVisionEncoder"/>: trainable 3D patch and position embeddings in
+/// front of frozen EVA blocks), <c>ln_vision</c>, <c>Qformer</c> (the BLIP-2 Q-Former, LAVIS names, its
+/// <c>query_tokens</c> inside: <c>Qformer.query_tokens</c>), <c>vision_proj</c>, <c>text_proj</c>, <c>qa_proj</c>
+/// (to the contrastive space), <c>proj</c> (queries into the language model's width, "llm_proj"), <c>temp</c> (learnable
+/// temperature, 0.07) and <c>lm_model</c> (a frozen GPT-2-layout <see cref="Gpt2LMHeadModel"/>).
+/// </summary>
+/// <remarks>
+/// <para>Loss = ITC(report) + ITC(question + answer) + LM (<see cref="QueryContrastiveLoss"/>: query-max similarity,
+/// label smoothing 0.1). The language model sees [prompt; proj(queries); answer] (each right-padded, the padding masked);
+/// its labels ignore the image tokens and padding and score the prompt as released unless
+/// <see cref="MedBlipConfig.ScorePrompt"/> is false. Positions count real tokens only (as Hugging Face's generate does),
+/// so that training and decoding place the image tokens alike; the released code numbers padded positions too.</para>
+/// <para>The released code runs the Q-Former's text branch after deleting its word embeddings and feeds it GPT-2 ids,
+/// which cannot run as written; MedVlp keeps the Q-Former's own BERT embeddings and WordPiece tokenizer for text, the
+/// BLIP-2 way.</para>
+/// <para>The language model is frozen (component <c>lm_model</c>) and so are the EVA blocks; gradients flow through
+/// both into <c>proj</c>, the Q-Former and the 3D embedding.</para>
+/// </remarks>
+public sealed class MedBlipModel : CompositeModel
+{
+    /// <summary>Component names.</summary>
+    public const string VisionComponent = "visual_encoder", QFormerComponent = "Qformer", LanguageModelComponent = "lm_model";
+
+    /// <summary>The name of the language model's tokenizer in a model package (the Q-Former's is the default, <c>text</c>).</summary>
+    public const string LanguageTokenizerName = "lm";
+
+#pragma warning disable IDE1006, SA1300 // State-dict names follow the released MedBLIP.
+    private readonly MedBlipVisionEncoder visual_encoder;
+    private readonly LayerNorm ln_vision;
+    private readonly QFormer Qformer;
+    private readonly Linear vision_proj;
+    private readonly Linear text_proj;
+    private readonly Linear qa_proj;
+    private readonly Linear proj;
+    private readonly Gpt2LMHeadModel lm_model;
+    private readonly Parameter temp;
+#pragma warning restore IDE1006, SA1300
+    private readonly QueryContrastiveLoss _itc = new();
+    private readonly MedBlipConfig _config;
+
+    /// <summary>Creates the model with fresh weights (<c>meta</c>: the structure without memory). The language model is frozen.</summary>
+    public MedBlipModel(MedBlipConfig config, Device? device = null)
+        : base(nameof(MedBlipModel))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        _config = config;
+        visual_encoder = new MedBlipVisionEncoder(config, device);
+        ln_vision = LayerNorm(config.VisionWidth, device: device);
+        Qformer = new QFormer(config.QFormer, device);
+        var d = config.QFormer.HiddenSize;
+        vision_proj = Linear(d, config.EmbedDim, device: device);
+        text_proj = Linear(d, config.EmbedDim, device: device);
+        qa_proj = Linear(d, config.EmbedDim, device: device);
+        proj = Linear(d, config.LanguageModel.NEmbd, device: device);
+        lm_model = new Gpt2LMHeadModel(config.LanguageModel, device);
+        temp = new Parameter(full([], config.InitialTemperature, device: device));
+        RegisterComponents();
+        Freeze(LanguageModelComponent);
+    }
+
+    /// <inheritdoc />
+    public override ArchitectureConfig Config => _config;
+
+    /// <summary>The sizes.</summary>
+    public MedBlipConfig MedBlipConfig => _config;
+
+    /// <summary>The frozen language model.</summary>
+    public Gpt2LMHeadModel LanguageModel => lm_model;
+
+    /// <summary>The Q-Former.</summary>
+    public QFormer QFormer => Qformer;
+
+    /// <summary>The learnable temperature (0-d).</summary>
+    public Parameter Temperature => temp;
+
+    /// <summary>Image tokens after <c>ln_vision</c> (B x (1 + patches) x vision width).</summary>
+    public Tensor EncodeImageTokens(Tensor volumes)
+    {
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(ln_vision.forward(visual_encoder.forward(volumes)));
+    }
+
+    /// <summary>Q-Former query outputs (B x queries x hidden) of volumes.</summary>
+    public Tensor EncodeQueries(Tensor volumes)
+    {
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(Qformer.forward(EncodeImageTokens(volumes)));
+    }
+
+    /// <summary>Normalised per-query image features (B x queries x embed) from query outputs.</summary>
+    public Tensor ImageFeatures(Tensor queryOutput)
+    {
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(F.normalize(vision_proj.forward(queryOutput), dim: -1));
+    }
+
+    /// <summary>Normalised text features (B x embed): the Q-Former's text branch, CLS state, <c>text_proj</c> (report) or
+    /// <c>qa_proj</c> (question + answer).</summary>
+    public Tensor TextFeatures(Tensor ids, Tensor mask, bool questionAnswer = false)
+    {
+        using var scope = NewDisposeScope();
+        var cls = Qformer.EncodeText(ids, mask).select(1, 0);
+        return scope.MoveToOuter(F.normalize((questionAnswer ? qa_proj : text_proj).forward(cls), dim: -1));
+    }
+
+    /// <summary>Query outputs projected into the language model's width (B x queries x n_embd): the image tokens of the prompt.</summary>
+    public Tensor LanguageImageTokens(Tensor queryOutput)
+    {
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(proj.forward(queryOutput));
+    }
+
+    /// <summary>The training loss: terms <c>itc_report</c>, <c>itc_qa</c> and <c>lm</c>, total their sum.</summary>
+    public LossOutput ComputeLoss(MedBlipBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        using var scope = NewDisposeScope();
+        var queries = EncodeQueries(batch.Volumes);
+        var imageFeatures = ImageFeatures(queries);
+        var scale = temp.reciprocal();
+        using var report = _itc.forward(new QueryContrastiveInput(imageFeatures, TextFeatures(batch.ReportIds, batch.ReportMask), scale));
+        using var qa = _itc.forward(new QueryContrastiveInput(imageFeatures, TextFeatures(batch.QaIds, batch.QaMask, questionAnswer: true), scale));
+        var lm = LanguageModelLoss(queries, batch);
+        var itcReport = report.Total.alias();
+        var itcQa = qa.Total.alias();
+        var total = itcReport + itcQa + lm;
+        var output = new LossOutput(total, [new("itc_report", itcReport), new("itc_qa", itcQa), new("lm", lm)]);
+        return output.MoveToOuter(scope);
+    }
+
+    /// <summary>The language-modelling loss of [prompt; image tokens; answer] (shifted cross-entropy, -100 ignored).</summary>
+    public Tensor LanguageModelLoss(Tensor queryOutput, MedBlipBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(queryOutput);
+        ArgumentNullException.ThrowIfNull(batch);
+        using var scope = NewDisposeScope();
+        var image = LanguageImageTokens(queryOutput);
+        var b = image.shape[0];
+        var q = image.shape[1];
+        var wte = lm_model.Transformer.TokenEmbeddings;
+        var embeds = cat([wte.forward(batch.PromptIds), image, wte.forward(batch.AnswerIds)], 1);
+        var imageMask = ones(b, q, ScalarType.Int64, image.device);
+        var mask = cat([batch.PromptMask.to(ScalarType.Int64), imageMask, batch.AnswerMask.to(ScalarType.Int64)], 1);
+        var ignore = Gpt2LMHeadModel.IgnoreIndex;
+        var promptLabels = _config.ScorePrompt ? batch.PromptIds.masked_fill(batch.PromptMask.eq(0), ignore) : full_like(batch.PromptIds, ignore);
+        var labels = cat([promptLabels, full(b, q, ignore, ScalarType.Int64, image.device), batch.AnswerIds.masked_fill(batch.AnswerMask.eq(0), ignore)], 1);
+        var positions = (mask.cumsum(1) - 1).clamp_min(0);
+        if (!lm_model.Config.TieWordEmbeddings)
+        {
+            using var output = lm_model.Compute(null, embeds, mask, labels, positions);
+            return scope.MoveToOuter(output.Loss!.alias());
+        }
+
+        // The same shifted cross-entropy as GPT2LMHeadModel's, with the vocabulary projection only where a label is scored
+        // (the answer, and the prompt unless answer-only): the logits of the other positions would be thrown away.
+        var hidden = lm_model.Transformer.forward(null, embeds, mask, positions);
+        var length = hidden.shape[1];
+        var targets = labels.narrow(1, 1, length - 1).reshape(-1);
+        var scored = targets.ne(ignore).nonzero().squeeze(1);
+        var states = hidden.narrow(1, 0, length - 1).reshape(-1, hidden.shape[2]).index_select(0, scored);
+        var logits = F.linear(states, wte.weight!);
+        return scope.MoveToOuter(F.cross_entropy(logits, targets.index_select(0, scored)));
+    }
+
+    /// <summary>
+    /// Greedy decoding with the key/value cache after [prompt; image tokens], one volume at a time (no padding):
+    /// returns the new token ids of each row (up to and without end-of-text).
+    /// </summary>
+    /// <param name="volumes">(B x 1 x D x H x W) preprocessed volumes.</param>
+    /// <param name="prompts">The language-model ids of each row's prompt.</param>
+    /// <param name="maxNewTokens">The most tokens to generate.</param>
+    /// <param name="endOfText">The end-of-text id.</param>
+    /// <param name="cancellationToken">Stops between tokens.</param>
+    public IReadOnlyList<long[]> GenerateGreedy(Tensor volumes, IReadOnlyList<IReadOnlyList<int>> prompts, int maxNewTokens, long endOfText, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count != volumes.shape[0])
+        {
+            throw new ArgumentException($"{prompts.Count} prompts for {volumes.shape[0]} volumes.", nameof(prompts));
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var image = LanguageImageTokens(EncodeQueries(volumes));
+        var result = new List<long[]>(prompts.Count);
+        for (var n = 0; n < prompts.Count; n++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var rowScope = NewDisposeScope();
+            var ids = tensor(prompts[n].Select(i => (long)i).ToArray(), device: image.device).unsqueeze(0);
+            var embeds = cat([lm_model.Transformer.TokenEmbeddings.forward(ids), image.narrow(0, n, 1)], 1);
+            var tokens = lm_model.GenerateGreedy(null, embeds, null, maxNewTokens, endOfText, cancellationToken).data<long>().ToArray();
+            var end = Array.IndexOf(tokens, endOfText);
+            result.Add(end < 0 ? tokens : tokens[..end]);
+        }
+
+        return result;
+    }
+}
