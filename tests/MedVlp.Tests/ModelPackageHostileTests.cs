@@ -27,7 +27,7 @@ public sealed class ModelPackageHostileTests(ITestOutputHelper output)
         "type-mismatch", "config-not-json", "version-99", "fifo-weights", "fifo-config", "fifo-vocab", "weights-directory",
         "weights-missing", "weights-truncated", "weights-swapped", "vocab-swapped", "nan-weights", "inf-weights", "vocab-cut-rehashed",
         "vocab-cut-version1", "vocab-garbage", "preprocessing-garbage", "preprocessing-random", "file-path-escape", "file-not-listed",
-        "bad-sha-syntax", "component-unknown",
+        "bad-sha-syntax", "component-unknown", "config-invalid-utf8-name",
     ];
 
     [Theory]
@@ -121,6 +121,17 @@ public sealed class ModelPackageHostileTests(ITestOutputHelper output)
             case "type-mismatch":
                 EditConfig(package, c => c["model"]!["type"] = "other");
                 return ("model.type", "expected \"clip3d\" (the package's architecture), found \"other\"");
+            case "config-invalid-utf8-name":
+            {
+                // Found by the package fuzz target: System.Text.Json transcodes property names lazily, so an invalid
+                // byte in a name escaped as InvalidOperationException from deep inside the config binding.
+                var bytes = File.ReadAllBytes(P("config.json")).ToList();
+                var at = System.Text.Encoding.UTF8.GetString([.. bytes]).IndexOf("num_hidden_layers", StringComparison.Ordinal);
+                bytes[at + 3] = 0xFF;
+                File.WriteAllBytes(P("config.json"), [.. bytes]);
+                return (null, "expected UTF-8 text, found an invalid byte sequence");
+            }
+
             case "config-not-json":
                 File.WriteAllText(P("config.json"), "{ \"format\": ");
                 return ("format", "not a valid model configuration");

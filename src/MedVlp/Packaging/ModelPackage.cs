@@ -26,6 +26,7 @@ internal static partial class ModelPackage
     public const int Version = 2;
     public const string ConfigFile = "config.json", WeightsFile = "model.safetensors", PreprocessingFile = "preprocessing.json";
     private const long MaxJsonBytes = 16 << 20;
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private const long MaxVocabularyBytes = 64 << 20;
 
     // ---------------------------------------------------------------- save
@@ -261,9 +262,21 @@ internal static partial class ModelPackage
         }
 
         PackageManifest manifest;
+        var configBytes = PackageFiles.ReadBounded(configPath, null, MaxJsonBytes);
         try
         {
-            manifest = JsonSerializer.Deserialize<PackageManifest>(PackageFiles.ReadBounded(configPath, null, MaxJsonBytes), ModelJson.Options)
+            // System.Text.Json checks string values but transcodes property names lazily, so invalid UTF-8 in a name
+            // would surface later as an InvalidOperationException deep inside; check the whole file up front.
+            _ = StrictUtf8.GetCharCount(configBytes);
+        }
+        catch (System.Text.DecoderFallbackException ex)
+        {
+            throw new ModelFormatException(configPath, null, $"expected UTF-8 text, found an invalid byte sequence at offset {ex.Index}.", ex);
+        }
+
+        try
+        {
+            manifest = JsonSerializer.Deserialize<PackageManifest>(configBytes, ModelJson.Options)
                 ?? throw new ModelFormatException(configPath, null, "the file is empty (null).");
         }
         catch (JsonException ex)
