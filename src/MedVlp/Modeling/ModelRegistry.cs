@@ -53,6 +53,12 @@ public static class ModelRegistry
             "CLIP-style dual encoder: 3D ViT (Conv3d patches, attention pooling) + BERT, projections, learned logit scale",
             new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => Clip3dConfig.Tiny(), [Full] = () => Clip3dConfig.Full() },
             (config, device) => new DualEncoderModel((Clip3dConfig)config, device)),
+        [global::MedVlp.Architectures.MFlag.MFlagConfig.ArchitectureName] = new ModelArchitecture(
+            global::MedVlp.Architectures.MFlag.MFlagConfig.ArchitectureName,
+            typeof(global::MedVlp.Architectures.MFlag.MFlagConfig),
+            "M-FLAG: trainable ResNet-50 + frozen BERT, 2048 -> 1024 projectors, orthogonality + alignment loss",
+            new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => global::MedVlp.Architectures.MFlag.MFlagConfig.Tiny(), [Full] = () => global::MedVlp.Architectures.MFlag.MFlagConfig.Full() },
+            (config, device) => new global::MedVlp.Architectures.MFlag.MFlagModel((global::MedVlp.Architectures.MFlag.MFlagConfig)config, device)),
     };
 
     /// <summary>The registered architecture names, sorted.</summary>

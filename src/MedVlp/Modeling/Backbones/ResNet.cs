@@ -40,6 +40,7 @@ public sealed record ResNetConfig
     public int? NumClasses { get; init; }
 
     /// <summary>Width of the pooled feature (<c>Planes[3] * Expansion</c>: 2048 for ResNet-50).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int FeatureWidth => Planes[^1] * Expansion;
 
     /// <summary>Throws when the sizes cannot build a network.</summary>
