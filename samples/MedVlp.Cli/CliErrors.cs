@@ -14,7 +14,7 @@ internal static class CliErrors
         {
             return action();
         }
-        catch (Exception ex) when (ex is VolumeFormatException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException or ArgumentException)
+        catch (Exception ex) when (ex is VolumeFormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException or ArgumentException)
         {
             Console.Error.WriteLine($"medvlp: error: {ex.Message}");
             return BadInput;

@@ -87,6 +87,8 @@ public sealed class SafetensorsTests
     [InlineData("gap", "y")]
     [InlineData("overlap", "y")]
     [InlineData("trailing-data", "data section")]
+    [InlineData("invalid-utf8", "header")]
+    [InlineData("absurd-shape", "x.data_offsets")]
     [InlineData("truncated-data", "data section")]
     [InlineData("metadata-not-string", "__metadata__.k")]
     public void RejectsMalformedFilesNamingTheField(string kind, string field)
@@ -107,6 +109,8 @@ public sealed class SafetensorsTests
             "gap" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", new byte[12]),
             "overlap" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", new byte[12]),
             "trailing-data" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", sixteen),
+            "invalid-utf8" => InvalidUtf8(Build("{\"x~\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", eight)),
+            "absurd-shape" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[1000000000,1000000000],\"data_offsets\":[0,8]}}", eight),
             "truncated-data" => Build("{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", eight),
             "metadata-not-string" => Build("{\"__metadata__\":{\"k\":1}}", []),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
@@ -118,6 +122,14 @@ public sealed class SafetensorsTests
         Assert.Equal(path, ex.FilePath);
         Assert.Equal(field, ex.Field);
         Assert.StartsWith(path, ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Turns the '~' in a built file into a byte that is not UTF-8 (what the fuzzer found: System.Text.Json
+    /// only validates UTF-8 when a string is read).</summary>
+    private static byte[] InvalidUtf8(byte[] file)
+    {
+        file[Array.IndexOf(file, (byte)'~')] = 0xff;
+        return file;
     }
 
     private static byte[] Build(string json, byte[] data)

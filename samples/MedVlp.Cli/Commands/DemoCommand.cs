@@ -32,9 +32,13 @@ internal static class DemoCommand
             Description = "libtorch intra-op threads (default 1: the demo's tensors are small and extra threads mostly wait on each other).",
             DefaultValueFactory = _ => 1,
         };
-        var command = new Command("demo", "Generate synthetic brain MRI + reports, pre-train a small 3D vision-language model, evaluate zero-shot diagnosis on held-out volumes, save the model.")
+        var arch = new Option<string>("--arch") { Description = "clip3d (brain MRI, CN / MCI / AD) or colipri (chest CT, five findings).", DefaultValueFactory = _ => "clip3d" };
+        arch.AcceptOnlyFromAmong("clip3d", "colipri");
+        var steps = new Option<int>("--steps") { Description = "colipri: optimisation steps.", DefaultValueFactory = _ => 300 };
+        var batch = new Option<int>("--batch") { Description = "colipri: volumes per step.", DefaultValueFactory = _ => 12 };
+        var command = new Command("demo", "Generate synthetic volumes + reports, pre-train a small 3D vision-language model, evaluate zero-shot on held-out volumes (clip3d: diagnosis from brain MRI, saving the model; colipri: chest CT findings with all four COLIPRI objectives).")
         {
-            output, seed, vocab, train, test, epochs, threads,
+            output, seed, vocab, train, test, epochs, threads, arch, steps, batch,
         };
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -45,6 +49,13 @@ internal static class DemoCommand
             }
 
             TorchSharp.torch.set_num_threads(n);
+            if (parse.GetValue(arch) == "colipri")
+            {
+                return ColipriDemo.Run(
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 240 : parse.GetValue(train),
+                    parse.GetResult(test) is null ? 80 : parse.GetValue(test), parse.GetValue(steps), parse.GetValue(batch), cancellationToken);
+            }
+
             return Run(
             parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetValue(train), parse.GetValue(test), parse.GetValue(epochs), cancellationToken);
         })));

@@ -14,11 +14,14 @@ internal static class SynthCommand
         var output = new Option<string>("--out") { Description = "Folder to write into (created if needed).", Required = true };
         var count = new Option<int>("--count") { Description = "Number of volumes (classes CN, MCI, AD in turn).", DefaultValueFactory = _ => 30 };
         var seed = new Option<int>("--seed") { Description = "Dataset seed.", DefaultValueFactory = _ => 1 };
-        var command = new Command("synth", "Generate synthetic brain MRI volumes (CN / MCI / AD phantoms) with EHR-style reports: case_NNNN.nii.gz + reports.jsonl.")
+        var kind = new Option<string>("--kind") { Description = "brain (MRI phantoms, CN / MCI / AD) or chest (CT phantoms in HU with findings; writes manifest.jsonl).", DefaultValueFactory = _ => "brain" };
+        kind.AcceptOnlyFromAmong("brain", "chest");
+        var command = new Command("synth", "Generate synthetic volumes with reports: brain MRI phantoms (CN / MCI / AD, EHR-style reports, reports.jsonl) or chest CT phantoms (findings, radiology reports, manifest.jsonl).")
         {
             output,
             count,
             seed,
+            kind,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
@@ -30,6 +33,11 @@ internal static class SynthCommand
             }
 
             Directory.CreateDirectory(dir);
+            if (parse.GetValue(kind) == "chest")
+            {
+                return WriteChest(dir, n, parse.GetValue(seed));
+            }
+
             var cases = SyntheticBrainDataset.Generate(n, parse.GetValue(seed));
             using var jsonl = new StreamWriter(Path.Combine(dir, "reports.jsonl"));
             foreach (var c in cases)
@@ -44,6 +52,28 @@ internal static class SynthCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Chest CT phantoms as case_NNNN.nii.gz plus a manifest.jsonl (path, id, report, labels per finding) the loaders read.</summary>
+    private static int WriteChest(string dir, int n, int seed)
+    {
+        var cases = SyntheticChestDataset.Generate(n, seed);
+        using var jsonl = new StreamWriter(Path.Combine(dir, "manifest.jsonl"));
+        foreach (var c in cases)
+        {
+            var file = string.Create(CultureInfo.InvariantCulture, $"case_{c.Index:D4}.nii.gz");
+            NiftiWriter.Write(c.Volume, Path.Combine(dir, file));
+            jsonl.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["path"] = file,
+                ["id"] = string.Create(CultureInfo.InvariantCulture, $"chest_{c.Index:D4}"),
+                ["report"] = c.Report,
+                ["labels"] = c.Findings.ToDictionary(f => f.Key.Key(), f => f.Value),
+            }));
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {n} chest CT volumes and manifest.jsonl to {dir}"));
+        return 0;
     }
 
     private sealed record SynthRecord(

@@ -33,24 +33,62 @@ public static class Similarity
     /// <param name="dimension">The embedding width.</param>
     /// <param name="destination">Receives S, <c>n x m</c>, row-major.</param>
     /// <param name="scale">A factor applied to every entry (e.g. the CLIP logit scale); 1 for plain dot products.</param>
-    public static void DotProducts(ReadOnlySpan<float> a, ReadOnlySpan<float> b, int dimension, Span<float> destination, float scale = 1f)
+    /// <remarks>Computed as one blocked matrix product (each value of <paramref name="a"/> is read from memory once for
+    /// every four rows of <paramref name="b"/>), on all cores when the product is large.</remarks>
+    public static unsafe void DotProducts(ReadOnlySpan<float> a, ReadOnlySpan<float> b, int dimension, Span<float> destination, float scale = 1f)
     {
         var n = Rows(a.Length, dimension, nameof(a));
         var m = Rows(b.Length, dimension, nameof(b));
         CheckDestination(destination.Length, (long)n * m, nameof(destination));
-        for (var i = 0; i < n; i++)
+        if (n == 0 || m == 0)
         {
-            var row = a.Slice(i * dimension, dimension);
-            var target = destination.Slice(i * m, m);
-            for (var j = 0; j < m; j++)
+            return;
+        }
+
+        fixed (float* pa = a, pb = b, pd = destination)
+        {
+            nint aAddress = (nint)pa, bAddress = (nint)pb, dAddress = (nint)pd;
+            const int BlockRows = 64;
+            var blocks = (n + BlockRows - 1) / BlockRows;
+            void Run(int block)
             {
-                target[j] = TensorPrimitives.Dot(row, b.Slice(j * dimension, dimension));
+                var start = block * BlockRows;
+                var count = Math.Min(BlockRows, n - start);
+                var target = (float*)dAddress + ((long)start * m);
+                DotKernel.Block((float*)aAddress + ((long)start * dimension), count, (float*)bAddress, m, dimension, target);
+                if (scale != 1f)
+                {
+                    var span = new Span<float>(target, count * m);
+                    TensorPrimitives.Multiply(span, scale, span);
+                }
             }
 
-            if (scale != 1f)
+            if (blocks == 1 || (long)n * m * dimension < ParallelThreshold)
             {
-                TensorPrimitives.Multiply(target, scale, target);
+                for (var block = 0; block < blocks; block++)
+                {
+                    Run(block);
+                }
             }
+            else
+            {
+                Parallel.For(0, blocks, Run);
+            }
+        }
+    }
+
+    /// <summary>The L2 norm of every row, computed once so that repeated cosine similarities against the same matrix
+    /// do not recompute them (or normalise the rows once with <see cref="NormalizeRows"/> and use dot products).</summary>
+    /// <param name="matrix">The matrix, <c>rows x dimension</c>.</param>
+    /// <param name="dimension">The row length.</param>
+    /// <param name="destination">Receives one norm per row.</param>
+    public static void RowNorms(ReadOnlySpan<float> matrix, int dimension, Span<float> destination)
+    {
+        var rows = Rows(matrix.Length, dimension, nameof(matrix));
+        CheckDestination(destination.Length, rows, nameof(destination));
+        for (var r = 0; r < rows; r++)
+        {
+            destination[r] = TensorPrimitives.Norm(matrix.Slice(r * dimension, dimension));
         }
     }
 
@@ -61,23 +99,34 @@ public static class Similarity
     /// <param name="destination">Receives S, <c>n x m</c>, row-major.</param>
     public static void CosineSimilarities(ReadOnlySpan<float> a, ReadOnlySpan<float> b, int dimension, Span<float> destination)
     {
+        var normsA = new float[Rows(a.Length, dimension, nameof(a))];
+        var normsB = new float[Rows(b.Length, dimension, nameof(b))];
+        RowNorms(a, dimension, normsA);
+        RowNorms(b, dimension, normsB);
+        CosineSimilarities(a, normsA, b, normsB, dimension, destination);
+    }
+
+    /// <summary>The cosine-similarity matrix from the matrices and their row norms (from <see cref="RowNorms"/>, computed
+    /// once per matrix): one matrix product, then a division by the outer product of the norms.</summary>
+    /// <param name="a">The first matrix, <c>n x dimension</c>.</param>
+    /// <param name="normsA">The row norms of <paramref name="a"/>.</param>
+    /// <param name="b">The second matrix, <c>m x dimension</c>.</param>
+    /// <param name="normsB">The row norms of <paramref name="b"/>.</param>
+    /// <param name="dimension">The embedding width.</param>
+    /// <param name="destination">Receives S, <c>n x m</c>, row-major.</param>
+    public static void CosineSimilarities(ReadOnlySpan<float> a, ReadOnlySpan<float> normsA, ReadOnlySpan<float> b, ReadOnlySpan<float> normsB, int dimension, Span<float> destination)
+    {
         var n = Rows(a.Length, dimension, nameof(a));
         var m = Rows(b.Length, dimension, nameof(b));
-        CheckDestination(destination.Length, (long)n * m, nameof(destination));
-        var normsB = new float[m];
-        for (var j = 0; j < m; j++)
-        {
-            normsB[j] = TensorPrimitives.Norm(b.Slice(j * dimension, dimension));
-        }
-
+        CheckDestination(normsA.Length, n, nameof(normsA));
+        CheckDestination(normsB.Length, m, nameof(normsB));
         DotProducts(a, b, dimension, destination);
         for (var i = 0; i < n; i++)
         {
-            var normA = TensorPrimitives.Norm(a.Slice(i * dimension, dimension));
             var target = destination.Slice(i * m, m);
             for (var j = 0; j < m; j++)
             {
-                var denominator = normA * normsB[j];
+                var denominator = normsA[i] * normsB[j];
                 target[j] = denominator > 0 ? target[j] / denominator : 0f;
             }
         }
@@ -200,6 +249,191 @@ public static class Similarity
         for (var r = 0; r < rows; r++)
         {
             TopK(scores.Slice(r * columns, columns), k, destination.Slice(r * k, k));
+        }
+    }
+
+    /// <summary>
+    /// Exact maximum-inner-product search: for each query, the <paramref name="k"/> rows of <paramref name="matrix"/> with
+    /// the largest dot product, best first (ties: lower row first; NaN last). With L2-normalised rows and queries this is
+    /// cosine top-k. One fused, multi-threaded pass: the matrix is read once for all queries (in blocks of rows, scored
+    /// against every query by a register-blocked SIMD kernel) and no score matrix is kept.
+    /// </summary>
+    /// <param name="matrix">The rows to search, <c>rows x dimension</c>, row-major.</param>
+    /// <param name="queries">The queries, <c>queryCount x dimension</c>, row-major.</param>
+    /// <param name="dimension">The embedding width.</param>
+    /// <param name="k">Results per query (at most the number of rows).</param>
+    /// <param name="indices">Receives <c>queryCount x k</c> row indices.</param>
+    /// <param name="scores">Receives <c>queryCount x k</c> dot products.</param>
+    /// <param name="maxDegreeOfParallelism">Threads to use; -1 for all cores.</param>
+    public static unsafe void TopKDotProducts(ReadOnlySpan<float> matrix, ReadOnlySpan<float> queries, int dimension, int k, Span<int> indices, Span<float> scores, int maxDegreeOfParallelism = -1)
+    {
+        var rows = Rows(matrix.Length, dimension, nameof(matrix));
+        fixed (float* m = matrix)
+        {
+            TopKDotProducts(m, false, rows, queries, dimension, k, indices, scores, maxDegreeOfParallelism);
+        }
+    }
+
+    /// <summary>As <see cref="TopKDotProducts(ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, Span{int}, Span{float}, int)"/>
+    /// over a half-precision matrix (half the memory traffic; rows are widened to float32 block by block).</summary>
+    /// <param name="matrix">The rows to search, <c>rows x dimension</c>, row-major.</param>
+    /// <param name="queries">The queries, <c>queryCount x dimension</c>, row-major.</param>
+    /// <param name="dimension">The embedding width.</param>
+    /// <param name="k">Results per query (at most the number of rows).</param>
+    /// <param name="indices">Receives <c>queryCount x k</c> row indices.</param>
+    /// <param name="scores">Receives <c>queryCount x k</c> dot products.</param>
+    /// <param name="maxDegreeOfParallelism">Threads to use; -1 for all cores.</param>
+    public static unsafe void TopKDotProducts(ReadOnlySpan<Half> matrix, ReadOnlySpan<float> queries, int dimension, int k, Span<int> indices, Span<float> scores, int maxDegreeOfParallelism = -1)
+    {
+        var rows = Rows(matrix.Length, dimension, nameof(matrix));
+        fixed (Half* m = matrix)
+        {
+            TopKDotProducts(m, true, rows, queries, dimension, k, indices, scores, maxDegreeOfParallelism);
+        }
+    }
+
+    private const long ParallelThreshold = 1L << 21;
+    private const int SearchBlockRows = 64;
+
+    private sealed class SearchState(int queryCount, int k, int dimension)
+    {
+        public readonly TopKHeap[] Heaps = CreateHeaps(queryCount, k, new float[queryCount * k], new long[queryCount * k]);
+        public readonly float[] Scores = new float[SearchBlockRows * queryCount];
+        public readonly float[] Widened = new float[SearchBlockRows * dimension];
+
+        public static TopKHeap[] CreateHeaps(int queryCount, int k, float[] scores, long[] indices)
+        {
+            var heaps = new TopKHeap[queryCount];
+            for (var q = 0; q < queryCount; q++)
+            {
+                heaps[q] = new TopKHeap(scores, indices, q * k, k);
+            }
+
+            return heaps;
+        }
+    }
+
+    private static unsafe void TopKDotProducts(void* matrix, bool half, int rows, ReadOnlySpan<float> queries, int dimension, int k, Span<int> indices, Span<float> scores, int maxDegreeOfParallelism)
+    {
+        var queryCount = Rows(queries.Length, dimension, nameof(queries));
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(k, rows);
+        CheckDestination(indices.Length, (long)queryCount * k, nameof(indices));
+        CheckDestination(scores.Length, (long)queryCount * k, nameof(scores));
+        if (k == 0 || queryCount == 0)
+        {
+            return;
+        }
+
+        var globalScores = new float[queryCount * k];
+        var globalIndices = new long[queryCount * k];
+        var global = SearchState.CreateHeaps(queryCount, k, globalScores, globalIndices);
+        var merge = new Lock();
+        var blocks = (rows + SearchBlockRows - 1) / SearchBlockRows;
+        var threads = maxDegreeOfParallelism > 0 ? maxDegreeOfParallelism : Environment.ProcessorCount;
+        if ((long)rows * queryCount * dimension < ParallelThreshold)
+        {
+            threads = 1;
+        }
+
+        // Contiguous ranges of blocks, a few per thread, so each thread streams its part of the matrix.
+        var ranges = Math.Min(blocks, threads * 4);
+        fixed (float* q = queries)
+        {
+            nint matrixAddress = (nint)matrix, queryAddress = (nint)q;
+            void Range(int range, SearchState state)
+            {
+                var first = (int)((long)blocks * range / ranges);
+                var last = (int)((long)blocks * (range + 1) / ranges);
+                fixed (float* blockScores = state.Scores, widened = state.Widened)
+                {
+                    for (var block = first; block < last; block++)
+                    {
+                        var start = block * SearchBlockRows;
+                        var count = Math.Min(SearchBlockRows, rows - start);
+                        float* source;
+                        if (half)
+                        {
+                            var from = new ReadOnlySpan<Half>((Half*)matrixAddress + ((long)start * dimension), count * dimension);
+                            TensorPrimitives.ConvertToSingle(from, new Span<float>(widened, count * dimension));
+                            source = widened;
+                        }
+                        else
+                        {
+                            source = (float*)matrixAddress + ((long)start * dimension);
+                        }
+
+                        DotKernel.Block(source, count, (float*)queryAddress, queryCount, dimension, blockScores);
+                        for (var qi = 0; qi < queryCount; qi++)
+                        {
+                            ref var heap = ref state.Heaps[qi];
+                            var threshold = heap.Threshold;
+                            for (var r = 0; r < count; r++)
+                            {
+                                var s = blockScores[(r * queryCount) + qi];
+                                if (!(s < threshold))
+                                {
+                                    heap.Push(s, start + r);
+                                    threshold = heap.Threshold;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            void Merge(SearchState state)
+            {
+                var drainedScores = new float[k];
+                var drainedIndices = new long[k];
+                lock (merge)
+                {
+                    for (var qi = 0; qi < queryCount; qi++)
+                    {
+                        ref var local = ref state.Heaps[qi];
+                        var count = local.Count;
+                        local.Drain(drainedScores, drainedIndices);
+                        for (var n = 0; n < count; n++)
+                        {
+                            global[qi].Push(drainedScores[n], drainedIndices[n]);
+                        }
+                    }
+                }
+            }
+
+            if (threads == 1 || ranges == 1)
+            {
+                var state = new SearchState(queryCount, k, dimension);
+                for (var range = 0; range < ranges; range++)
+                {
+                    Range(range, state);
+                }
+
+                Merge(state);
+            }
+            else
+            {
+                Parallel.For(0, ranges, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                    () => new SearchState(queryCount, k, dimension),
+                    (range, _, state) =>
+                    {
+                        Range(range, state);
+                        return state;
+                    },
+                    Merge);
+            }
+        }
+
+        var outScores = new float[k];
+        var outIndices = new long[k];
+        for (var qi = 0; qi < queryCount; qi++)
+        {
+            global[qi].Drain(outScores, outIndices);
+            outScores.CopyTo(scores.Slice(qi * k, k));
+            for (var n = 0; n < k; n++)
+            {
+                indices[(qi * k) + n] = (int)outIndices[n];
+            }
         }
     }
 

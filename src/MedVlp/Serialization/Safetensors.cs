@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using TorchSharp;
@@ -74,6 +73,7 @@ public static class Safetensors
     private const string MetadataKey = "__metadata__";
 
     /// <summary>Writes <paramref name="tensors"/> (any device; copied to the CPU) to <paramref name="path"/>.</summary>
+    /// <remarks>Each tensor's bytes go from its storage to the file; no managed copy is made. F16 and BF16 are written as such.</remarks>
     /// <param name="path">The file to create or overwrite.</param>
     /// <param name="tensors">The tensors by name.</param>
     /// <param name="metadata">Optional string metadata stored under <c>__metadata__</c>.</param>
@@ -83,7 +83,6 @@ public static class Safetensors
         ArgumentNullException.ThrowIfNull(tensors);
         EnsureLittleEndian();
         var names = tensors.Keys.OrderBy(n => n, StringComparer.Ordinal).ToArray();
-        var blobs = new List<byte[]>(names.Length);
         var header = new Dictionary<string, object>(StringComparer.Ordinal);
         if (metadata is { Count: > 0 })
         {
@@ -98,20 +97,21 @@ public static class Safetensors
                 throw new ArgumentException($"A tensor cannot be called {MetadataKey}.", nameof(tensors));
             }
 
-            var bytes = ToBytes(tensors[name], name, out var dtype);
-            blobs.Add(bytes);
+            var t = tensors[name] ?? throw new ArgumentException($"Tensor {name} is null.", nameof(tensors));
+            var dtype = DTypeOf(t.dtype, name);
+            var bytes = t.numel() * ElementSize(dtype);
             header[name] = new Dictionary<string, object>
             {
                 ["dtype"] = dtype.ToString().ToUpperInvariant(),
-                ["shape"] = tensors[name].shape,
-                ["data_offsets"] = new[] { offset, offset + bytes.Length },
+                ["shape"] = t.shape,
+                ["data_offsets"] = new[] { offset, offset + bytes },
             };
-            offset += bytes.Length;
+            offset += bytes;
         }
 
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         var padded = (json.Length + 7) / 8 * 8; // align the data section to 8 bytes with trailing spaces, as the reference writer does
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None);
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
         Span<byte> lengthBytes = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(lengthBytes, (ulong)padded);
         stream.Write(lengthBytes);
@@ -121,9 +121,11 @@ public static class Safetensors
             stream.WriteByte((byte)' ');
         }
 
-        foreach (var blob in blobs)
+        foreach (var name in names)
         {
-            stream.Write(blob);
+            using var scope = NewDisposeScope();
+            var cpu = tensors[name].detach().cpu().contiguous();
+            NativeStorage.WriteTo(cpu, stream);
         }
     }
 
@@ -132,30 +134,61 @@ public static class Safetensors
     public static SafetensorsHeader ReadHeader(string path)
     {
         using var stream = OpenRead(path);
-        return ReadHeader(stream, path);
+        return ReadHeaderCore(stream, path);
+    }
+
+    /// <summary>Reads and validates a safetensors header from a seekable <paramref name="stream"/> positioned at its start.</summary>
+    /// <param name="stream">The file's bytes; its length bounds every offset.</param>
+    /// <param name="name">The name used in error messages (a file path).</param>
+    /// <exception cref="ModelFormatException">The bytes are not a valid safetensors file.</exception>
+    public static SafetensorsHeader ReadHeader(Stream stream, string? name)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (!stream.CanSeek)
+        {
+            throw new ArgumentException("The stream must be seekable.", nameof(stream));
+        }
+
+        return ReadHeaderCore(stream, name);
     }
 
     /// <summary>Reads every tensor of <paramref name="path"/> onto <paramref name="device"/> (CPU by default).</summary>
     /// <exception cref="ModelFormatException">The file is not a valid safetensors file.</exception>
-    public static Dictionary<string, Tensor> Load(string path, Device? device = null)
+    public static Dictionary<string, Tensor> Load(string path, Device? device = null) =>
+        Load(path, new SafetensorsLoadOptions { Device = device });
+
+    /// <summary>
+    /// Reads the tensors of <paramref name="path"/>. The whole header is validated first; then each tensor is allocated
+    /// with its own dtype (F16 and BF16 stay half precision unless <see cref="SafetensorsLoadOptions.DType"/> asks
+    /// otherwise) and its bytes are read from the file straight into the tensor's storage, with no managed copy.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The file is not a valid safetensors file.</exception>
+    public static Dictionary<string, Tensor> Load(string path, SafetensorsLoadOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         EnsureLittleEndian();
         using var stream = OpenRead(path);
-        var header = ReadHeader(stream, path);
+        var header = ReadHeaderCore(stream, path);
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {
             foreach (var entry in header.Entries)
             {
-                var bytes = new byte[entry.End - entry.Begin];
-                stream.Seek(header.DataOffset + entry.Begin, SeekOrigin.Begin);
-                stream.ReadExactly(bytes);
-                var tensor = FromBytes(bytes, entry);
-                if (device is not null && device.type != DeviceType.CPU)
+                if (options.Filter is not null && !options.Filter(entry.Name))
                 {
-                    var moved = tensor.to(device);
+                    continue;
+                }
+
+                var tensor = empty(entry.Shape.ToArray(), ScalarTypeOf(entry.DType));
+                try
+                {
+                    NativeStorage.ReadFrom(stream.SafeFileHandle, header.DataOffset + entry.Begin, tensor, path, entry.Name);
+                    tensor = Convert(tensor, options.DType, options.Device);
+                }
+                catch
+                {
                     tensor.Dispose();
-                    tensor = moved;
+                    throw;
                 }
 
                 result.Add(entry.Name, tensor);
@@ -174,6 +207,41 @@ public static class Safetensors
         return result;
     }
 
+    /// <summary>The TorchSharp element type of a safetensors dtype.</summary>
+    public static ScalarType ScalarTypeOf(SafetensorsDType dtype) => dtype switch
+    {
+        SafetensorsDType.Bool => ScalarType.Bool,
+        SafetensorsDType.U8 => ScalarType.Byte,
+        SafetensorsDType.I8 => ScalarType.Int8,
+        SafetensorsDType.I16 => ScalarType.Int16,
+        SafetensorsDType.I32 => ScalarType.Int32,
+        SafetensorsDType.I64 => ScalarType.Int64,
+        SafetensorsDType.F16 => ScalarType.Float16,
+        SafetensorsDType.BF16 => ScalarType.BFloat16,
+        SafetensorsDType.F32 => ScalarType.Float32,
+        SafetensorsDType.F64 => ScalarType.Float64,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown dtype."),
+    };
+
+    internal static Tensor Convert(Tensor tensor, ScalarType? dtype, Device? device)
+    {
+        if (dtype is { } type && tensor.dtype != type && tensor.is_floating_point())
+        {
+            var converted = tensor.to_type(type);
+            tensor.Dispose();
+            tensor = converted;
+        }
+
+        if (device is not null && device.type != DeviceType.CPU)
+        {
+            var moved = tensor.to(device);
+            tensor.Dispose();
+            tensor = moved;
+        }
+
+        return tensor;
+    }
+
     private static FileStream OpenRead(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -185,7 +253,7 @@ public static class Safetensors
         return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
     }
 
-    private static SafetensorsHeader ReadHeader(FileStream stream, string path)
+    private static SafetensorsHeader ReadHeaderCore(Stream stream, string? path)
     {
         var fileLength = stream.Length;
         if (fileLength < 8)
@@ -215,6 +283,11 @@ public static class Safetensors
         stream.ReadExactly(json);
         var dataOffset = 8 + (long)headerLength;
         var dataLength = fileLength - dataOffset;
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw new ModelFormatException(path, "header", "not valid UTF-8 (the header must be UTF-8 JSON).");
+        }
+
         JsonDocument document;
         try
         {
@@ -268,7 +341,7 @@ public static class Safetensors
         }
     }
 
-    private static void ReadMetadata(JsonElement element, Dictionary<string, string> metadata, string path)
+    private static void ReadMetadata(JsonElement element, Dictionary<string, string> metadata, string? path)
     {
         if (element.ValueKind != JsonValueKind.Object)
         {
@@ -286,7 +359,7 @@ public static class Safetensors
         }
     }
 
-    private static SafetensorsEntry ReadEntry(JsonProperty property, string path)
+    private static SafetensorsEntry ReadEntry(JsonProperty property, string? path)
     {
         var name = property.Name;
         var value = property.Value;
@@ -347,11 +420,6 @@ public static class Safetensors
             throw new ModelFormatException(path, $"{name}.data_offsets", $"[{begin}, {end}] spans {end - begin} bytes but a {dtype.ToString().ToUpperInvariant()} tensor of shape [{string.Join(", ", shape)}] needs {bytes}.");
         }
 
-        if (bytes > Array.MaxLength)
-        {
-            throw new ModelFormatException(path, name, $"{bytes} bytes is larger than MedVlp reads in one piece.");
-        }
-
         return new SafetensorsEntry(name, dtype, shape, begin, end);
     }
 
@@ -381,80 +449,7 @@ public static class Safetensors
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown dtype."),
     };
 
-    private static Tensor FromBytes(byte[] bytes, SafetensorsEntry e)
-    {
-        var shape = e.Shape.ToArray();
-        return e.DType switch
-        {
-            SafetensorsDType.F32 => tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape),
-            SafetensorsDType.F64 => tensor(MemoryMarshal.Cast<byte, double>(bytes).ToArray(), shape),
-            SafetensorsDType.I64 => tensor(MemoryMarshal.Cast<byte, long>(bytes).ToArray(), shape),
-            SafetensorsDType.I32 => tensor(MemoryMarshal.Cast<byte, int>(bytes).ToArray(), shape),
-            SafetensorsDType.I16 => tensor(MemoryMarshal.Cast<byte, short>(bytes).ToArray(), shape),
-            SafetensorsDType.I8 => tensor(MemoryMarshal.Cast<byte, sbyte>(bytes).ToArray(), shape),
-            SafetensorsDType.U8 => tensor(bytes, shape),
-            SafetensorsDType.Bool => tensor(bytes.Select(b => b != 0).ToArray(), shape),
-            SafetensorsDType.F16 => WithDType(MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(h => (float)h).ToArray(), shape, ScalarType.Float16),
-            SafetensorsDType.BF16 => WithDType(MemoryMarshal.Cast<byte, ushort>(bytes).ToArray().Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), shape, ScalarType.BFloat16),
-            _ => throw new ArgumentOutOfRangeException(nameof(e), e.DType, "Unknown dtype."),
-        };
-    }
-
-    private static Tensor WithDType(float[] values, long[] shape, ScalarType type)
-    {
-        using var f32 = tensor(values, shape);
-        return f32.to_type(type);
-    }
-
-    private static byte[] ToBytes(Tensor t, string name, out SafetensorsDType dtype)
-    {
-        using var scope = NewDisposeScope();
-        var cpu = t.detach().cpu().contiguous();
-        if (cpu.numel() == 0)
-        {
-            dtype = DTypeOf(cpu.dtype, name);
-            return [];
-        }
-
-        switch (cpu.dtype)
-        {
-            case ScalarType.Float32:
-                dtype = SafetensorsDType.F32;
-                return MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()).ToArray();
-            case ScalarType.Float64:
-                dtype = SafetensorsDType.F64;
-                return MemoryMarshal.AsBytes(cpu.data<double>().ToArray().AsSpan()).ToArray();
-            case ScalarType.Int64:
-                dtype = SafetensorsDType.I64;
-                return MemoryMarshal.AsBytes(cpu.data<long>().ToArray().AsSpan()).ToArray();
-            case ScalarType.Int32:
-                dtype = SafetensorsDType.I32;
-                return MemoryMarshal.AsBytes(cpu.data<int>().ToArray().AsSpan()).ToArray();
-            case ScalarType.Int16:
-                dtype = SafetensorsDType.I16;
-                return MemoryMarshal.AsBytes(cpu.data<short>().ToArray().AsSpan()).ToArray();
-            case ScalarType.Int8:
-                dtype = SafetensorsDType.I8;
-                return MemoryMarshal.AsBytes(cpu.data<sbyte>().ToArray().AsSpan()).ToArray();
-            case ScalarType.Byte:
-                dtype = SafetensorsDType.U8;
-                return cpu.data<byte>().ToArray();
-            case ScalarType.Bool:
-                dtype = SafetensorsDType.Bool;
-                return cpu.data<bool>().ToArray().Select(b => b ? (byte)1 : (byte)0).ToArray();
-            case ScalarType.Float16:
-                dtype = SafetensorsDType.F16;
-                return MemoryMarshal.AsBytes(cpu.to_type(ScalarType.Float32).data<float>().ToArray().Select(f => (Half)f).ToArray().AsSpan()).ToArray();
-            case ScalarType.BFloat16:
-                dtype = SafetensorsDType.BF16;
-                // Exact: every bfloat16 is a float32 whose low 16 bits are zero.
-                return MemoryMarshal.AsBytes(cpu.to_type(ScalarType.Float32).data<float>().ToArray().Select(f => (ushort)(BitConverter.SingleToInt32Bits(f) >> 16)).ToArray().AsSpan()).ToArray();
-            default:
-                throw new ArgumentException($"Tensor {name} has dtype {cpu.dtype}, which safetensors cannot store.", nameof(t));
-        }
-    }
-
-    private static SafetensorsDType DTypeOf(ScalarType type, string name) => type switch
+    internal static SafetensorsDType DTypeOf(ScalarType type, string name) => type switch
     {
         ScalarType.Float32 => SafetensorsDType.F32,
         ScalarType.Float64 => SafetensorsDType.F64,

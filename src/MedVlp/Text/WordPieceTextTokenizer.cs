@@ -102,6 +102,79 @@ public sealed class WordPieceTextTokenizer : TextTokenizer
     }
 
     /// <inheritdoc />
+    public override int? BeginningOfSequenceTokenId => ClassificationTokenId;
+
+    /// <inheritdoc />
+    public override int? EndOfSequenceTokenId => SeparatorTokenId;
+
+    /// <summary>The Microsoft.ML.Tokenizers tokenizer this adapts.</summary>
+    public BertTokenizer Inner => _tokenizer;
+
+    /// <inheritdoc />
+    public override string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        return _tokenizer.Decode(ids, skipSpecialTokens) ?? "";
+    }
+
+    /// <summary>
+    /// Loads the WordPiece model of a Hugging Face <c>tokenizer.json</c> (<c>model.type</c> = <c>WordPiece</c>,
+    /// <c>model.vocab</c> token -> id; lower-casing from <c>normalizer.lowercase</c>).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file is not a WordPiece <c>tokenizer.json</c>.</exception>
+    public static WordPieceTextTokenizer FromTokenizerJson(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Tokenizer file {path} does not exist.", path);
+        }
+
+        var json = File.ReadAllBytes(path);
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw new InvalidDataException($"{path}: not valid UTF-8 JSON.");
+        }
+
+        System.Text.Json.JsonDocument document;
+        try
+        {
+            document = System.Text.Json.JsonDocument.Parse(json);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({ex.Message}).", ex);
+        }
+
+        using var _ = document;
+        var root = document.RootElement;
+        if (!root.TryGetProperty("model", out var model) || !model.TryGetProperty("type", out var type) || type.GetString() != "WordPiece" ||
+            !model.TryGetProperty("vocab", out var vocab) || vocab.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            throw new InvalidDataException($"{path}: model: expected a WordPiece model with a vocab object.");
+        }
+
+        var tokens = new SortedDictionary<int, string>();
+        foreach (var entry in vocab.EnumerateObject())
+        {
+            if (!entry.Value.TryGetInt32(out var id) || id < 0 || !tokens.TryAdd(id, entry.Name) || entry.Name.Contains('\n', StringComparison.Ordinal))
+            {
+                throw new InvalidDataException($"{path}: model.vocab.{entry.Name}: expected a unique non-negative id, found {entry.Value}.");
+            }
+        }
+
+        if (tokens.Count == 0 || tokens.Keys.Last() != tokens.Count - 1)
+        {
+            throw new InvalidDataException($"{path}: model.vocab: ids must be 0..{tokens.Count - 1} without gaps.");
+        }
+
+        var lowerCase = !root.TryGetProperty("normalizer", out var normalizer) || normalizer.ValueKind != System.Text.Json.JsonValueKind.Object ||
+            !normalizer.TryGetProperty("lowercase", out var lower) || lower.ValueKind != System.Text.Json.JsonValueKind.False;
+        var bytes = System.Text.Encoding.UTF8.GetBytes(string.Join("\n", tokens.Values) + "\n");
+        return FromVocabulary(bytes, new WordPieceTokenizerOptions { LowerCase = lowerCase }, path);
+    }
+
+    /// <inheritdoc />
     public override void Save(string directory)
     {
         Directory.CreateDirectory(directory);

@@ -1,0 +1,279 @@
+using MedVlp.Modeling;
+using MedVlp.Modeling.Backbones;
+using MedVlp.Modeling.Blocks;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MedVlp.Architectures.Colipri;
+
+/// <summary>
+/// COLIPRI (arXiv 2510.15042): a Primus 3D ViT (<c>backbone</c>), a Conv3d <c>projector</c> of its patch tokens to the
+/// shared space, attention pooling (<c>pooler</c>, a learned query) to one embedding, a BERT text encoder
+/// (<c>text_encoder</c> + <c>text_projection</c>), a learnable <c>logit_scale</c> (and <c>logit_bias</c> for SigLIP), a
+/// report decoder cross-attending to the patch tokens (<c>report_decoder</c>) and a masked-image-modelling head
+/// (<c>mim_head</c>: each token to its patch's voxels). <see cref="EncodeImage"/> and <see cref="EncodeText"/> follow the
+/// released API (<c>encode_image(x, pool, project, normalize)</c>).
+/// </summary>
+public sealed class ColipriModel : Module, INoWeightDecay
+{
+#pragma warning disable IDE1006, SA1300 // State-dict names follow the released model where known.
+    private readonly PrimusEncoder backbone;
+    private readonly Conv3d projector;
+    private readonly AttentionPool pooler;
+    private readonly BertModel text_encoder;
+    private readonly Linear text_projection;
+    private readonly Parameter logit_scale;
+    private readonly Parameter logit_bias;
+    private readonly ReportDecoder report_decoder;
+    private readonly Linear mim_head;
+#pragma warning restore IDE1006, SA1300
+
+    /// <summary>Creates the model with freshly initialised weights.</summary>
+    public ColipriModel(ColipriConfig config, Device? device = null)
+        : base(nameof(ColipriModel))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        var e = config.Encoder;
+        backbone = new PrimusEncoder(e, device);
+        projector = Conv3d(e.Width, config.EmbeddingDim, 1, device: device);
+        pooler = new AttentionPool(config.EmbeddingDim, config.PoolHeads, 1, device);
+        text_encoder = new BertModel(config.Text, device);
+        text_projection = Linear(config.Text.HiddenSize, config.EmbeddingDim, hasBias: false, device: device);
+        var sigLip = config.Contrastive == ColipriContrastive.SigLip;
+        logit_scale = new Parameter(full([], sigLip ? Math.Log(10) : Math.Log(1 / config.InitialTemperature), device: device));
+        logit_bias = new Parameter(full([], sigLip ? -10.0 : 0.0, device: device), requires_grad: sigLip);
+        report_decoder = new ReportDecoder(config.Text.VocabSize, config.DecoderWidth, config.DecoderHeads, config.DecoderLayers, config.MaxTextTokens, config.EmbeddingDim, device);
+        mim_head = Linear(e.Width, (long)e.InChannels * e.PatchSize * e.PatchSize * e.PatchSize, device: device);
+        RegisterComponents();
+        if (device is null || device.type != DeviceType.META)
+        {
+            using var noGrad = no_grad();
+            init.normal_(text_projection.weight, 0, Math.Pow(config.Text.HiddenSize, -0.5));
+            init.normal_(mim_head.weight, 0, 0.02);
+            init.zeros_(mim_head.bias);
+        }
+    }
+
+    /// <summary>The configuration.</summary>
+    public ColipriConfig Config { get; }
+
+    /// <summary>The image backbone.</summary>
+    public PrimusEncoder Backbone => backbone;
+
+    /// <summary>The report decoder.</summary>
+    public ReportDecoder Decoder => report_decoder;
+
+    /// <summary>The learnable log inverse temperature (0-d).</summary>
+    public Parameter LogitScale => logit_scale;
+
+    /// <summary>The SigLIP logit bias (0-d; fixed at 0 and untrained for CLIP).</summary>
+    public Parameter LogitBias => logit_bias;
+
+    /// <summary>exp(logit_scale), clamped to 100.</summary>
+    public Tensor ScaleFactor()
+    {
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(logit_scale.exp().clamp_max(100));
+    }
+
+    /// <summary>Projected patch tokens (B x N x embedding) of preprocessed volumes, optionally with masked tokens.</summary>
+    public Tensor EncodeImageTokens(Tensor volumes, Tensor? mask = null)
+    {
+        using var scope = NewDisposeScope();
+        var grid = backbone.Grid(volumes);
+        var tokens = backbone.forward(volumes, mask);
+        return scope.MoveToOuter(ProjectTokens(tokens, grid));
+    }
+
+    /// <summary>
+    /// The released <c>encode_image</c>: with <paramref name="pool"/>, one embedding per volume (B x embedding);
+    /// otherwise the patch-token map, projected (B x embedding x D' x H' x W') or the backbone's (B x width x ...).
+    /// </summary>
+    public Tensor EncodeImage(Tensor volumes, bool pool = true, bool project = true, bool normalize = true)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        using var scope = NewDisposeScope();
+        var grid = backbone.Grid(volumes);
+        var tokens = backbone.forward(volumes, null);
+        if (!project && !pool)
+        {
+            return scope.MoveToOuter(ToMap(tokens, grid));
+        }
+
+        var projected = ProjectTokens(tokens, grid);
+        if (!pool)
+        {
+            var map = ToMap(projected, grid);
+            return scope.MoveToOuter(normalize ? F.normalize(map, dim: 1) : map);
+        }
+
+        var pooled = pooler.forward(projected).squeeze(1);
+        return scope.MoveToOuter(normalize ? F.normalize(pooled, dim: -1) : pooled);
+    }
+
+    /// <summary>Pools projected patch tokens (B x N x embedding) into one embedding per volume.</summary>
+    public Tensor Pool(Tensor projectedTokens, bool normalize = true)
+    {
+        using var scope = NewDisposeScope();
+        var pooled = pooler.forward(projectedTokens).squeeze(1);
+        return scope.MoveToOuter(normalize ? F.normalize(pooled, dim: -1) : pooled);
+    }
+
+    /// <summary>
+    /// Sliding-window encoding of one volume (1 x C x D x H x W) larger than the training crop: overlapping crop-sized
+    /// windows (stride = crop - overlap, the last window flush with the far side) are encoded, their projected token
+    /// maps averaged where they overlap into one token grid of the whole volume, which is then pooled. Sides must be
+    /// multiples of the patch and at least the crop.
+    /// </summary>
+    /// <param name="volume">The volume.</param>
+    /// <param name="overlapVoxels">Overlap between neighbouring windows (a multiple of the patch, less than the crop).</param>
+    /// <param name="normalize">L2-normalise the embedding.</param>
+    public Tensor EncodeImageSlidingWindow(Tensor volume, int overlapVoxels, bool normalize = true)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        var p = Config.Encoder.PatchSize;
+        var crop = Config.Encoder.InputSize;
+        var grid = backbone.Grid(volume);
+        if (volume.shape[0] != 1 || overlapVoxels < 0 || overlapVoxels % p != 0 || overlapVoxels >= crop || volume.shape.Skip(2).Any(s => s < crop))
+        {
+            throw new ArgumentException(
+                $"Sliding windows need one volume with every side >= the {crop}-voxel crop, and an overlap that is a multiple of {p} below {crop}; got [{string.Join(", ", volume.shape)}], overlap {overlapVoxels}.");
+        }
+
+        using var scope = NewDisposeScope();
+        var e = Config.EmbeddingDim;
+        var sum = zeros([1, e, grid[0], grid[1], grid[2]], volume.dtype, volume.device);
+        var count = zeros([1, 1, grid[0], grid[1], grid[2]], volume.dtype, volume.device);
+        var starts = Enumerable.Range(0, 3).Select(a => WindowStarts(volume.shape[a + 2], crop, crop - overlapVoxels)).ToArray();
+        var g = crop / p;
+        foreach (var z in starts[0])
+        {
+            foreach (var y in starts[1])
+            {
+                foreach (var x in starts[2])
+                {
+                    using var inner = NewDisposeScope();
+                    var window = volume.narrow(2, z, crop).narrow(3, y, crop).narrow(4, x, crop);
+                    var map = ToMap(EncodeImageTokens(window), [g, g, g]);
+                    sum.narrow(2, z / p, g).narrow(3, y / p, g).narrow(4, x / p, g).add_(map);
+                    count.narrow(2, z / p, g).narrow(3, y / p, g).narrow(4, x / p, g).add_(1);
+                }
+            }
+        }
+
+        var tokens = (sum / count).flatten(2).transpose(1, 2);
+        return scope.MoveToOuter(Pool(tokens, normalize));
+    }
+
+    /// <summary>The released <c>encode_text</c>: pooled ([CLS]) projected embeddings (B x embedding), or the encoder's token states.</summary>
+    public Tensor EncodeText(Tensor inputIds, Tensor attentionMask, bool pool = true, bool normalize = true)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        ArgumentNullException.ThrowIfNull(attentionMask);
+        using var scope = NewDisposeScope();
+        var hidden = text_encoder.forward(inputIds, attentionMask);
+        if (!pool)
+        {
+            return scope.MoveToOuter(hidden);
+        }
+
+        var projected = text_projection.forward(hidden.select(1, 0));
+        return scope.MoveToOuter(normalize ? F.normalize(projected, dim: -1) : projected);
+    }
+
+    /// <summary>Report logits (B x T x V) for teacher forcing, given projected image tokens (B x N x embedding).</summary>
+    public Tensor ReportLogits(Tensor imageTokens, Tensor inputIds, Tensor attentionMask) => report_decoder.forward(inputIds, attentionMask, imageTokens);
+
+    /// <summary>
+    /// Masked image modelling: masks a random <see cref="ColipriConfig.MaskRatio"/> of each volume's patch tokens
+    /// (replaced by the mask token), encodes, and predicts every token's patch voxels.
+    /// </summary>
+    /// <returns>Predicted and true voxels per patch (B x N x p^3 C) and the mask (B x N, true = masked).</returns>
+    public (Tensor Prediction, Tensor Target, Tensor Mask) MaskedImageModeling(Tensor volumes, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        using var scope = NewDisposeScope();
+        var grid = backbone.Grid(volumes);
+        var b = volumes.shape[0];
+        var n = grid[0] * grid[1] * grid[2];
+        var masked = Math.Max(1, (long)Math.Round(Config.MaskRatio * n));
+        var noise = rand([b, n], generator: generator, device: volumes.device);
+        var rank = noise.argsort(1).argsort(1);
+        var mask = rank.lt(masked);
+        var tokens = backbone.forward(volumes, mask);
+        var prediction = mim_head.forward(tokens);
+        var target = Patchify(volumes);
+        return (scope.MoveToOuter(prediction), scope.MoveToOuter(target), scope.MoveToOuter(mask));
+    }
+
+    /// <summary>Cuts volumes (B x C x D x H x W) into patch voxels (B x N x p^3 C) in token order.</summary>
+    public Tensor Patchify(Tensor volumes)
+    {
+        using var scope = NewDisposeScope();
+        var p = Config.Encoder.PatchSize;
+        var grid = backbone.Grid(volumes);
+        var (b, c) = (volumes.shape[0], volumes.shape[1]);
+        var x = volumes.reshape(b, c, grid[0], p, grid[1], p, grid[2], p).permute(0, 2, 4, 6, 3, 5, 7, 1);
+        return scope.MoveToOuter(x.reshape(b, grid[0] * grid[1] * grid[2], (long)p * p * p * c));
+    }
+
+    /// <summary>Greedy report generation for one volume's projected tokens (1 x N x embedding), from a start token.</summary>
+    /// <returns>The generated ids after the start token, without the end token.</returns>
+    public long[] GenerateReport(Tensor imageTokens, long startToken, long endToken, int maxNewTokens, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(imageTokens);
+        var generated = new List<long> { startToken };
+        using var noGrad = no_grad();
+        var limit = Math.Min(maxNewTokens, Config.MaxTextTokens - 1);
+        for (var step = 0; step < limit; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var ids = tensor(generated.ToArray(), device: imageTokens.device).unsqueeze(0);
+            var logits = report_decoder.forward(ids, ones_like(ids), imageTokens);
+            var next = logits.select(1, -1).argmax(-1).ToInt64();
+            if (next == endToken)
+            {
+                break;
+            }
+
+            generated.Add(next);
+        }
+
+        return [.. generated.Skip(1)];
+    }
+
+    /// <inheritdoc/>
+    public IEnumerable<string> NoWeightDecayParameterNames() => NoWeightDecay.Compose(this, "logit_scale", "logit_bias");
+
+    private Tensor ProjectTokens(Tensor tokens, long[] grid)
+    {
+        using var scope = NewDisposeScope();
+        var map = projector.forward(ToMap(tokens, grid));
+        return scope.MoveToOuter(map.flatten(2).transpose(1, 2));
+    }
+
+    private static Tensor ToMap(Tensor tokens, long[] grid) => tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid[0], grid[1], grid[2]);
+
+    private static IEnumerable<long> WindowStarts(long size, long window, long stride)
+    {
+        var starts = new List<long>();
+        for (long s = 0; ; s += stride)
+        {
+            if (s + window >= size)
+            {
+                starts.Add(size - window);
+                break;
+            }
+
+            starts.Add(s);
+        }
+
+        return starts.Distinct();
+    }
+}
