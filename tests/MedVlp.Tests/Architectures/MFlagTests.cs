@@ -16,6 +16,7 @@ namespace MedVlp.Tests.Architectures;
 /// forward outputs, loss, gradients and BatchNorm running statistics in float64 to 1e-5 (float32 forward to 1e-4); the
 /// frozen language model; the full-size layout and parameter ratio; no tensor left by a training step.
 /// </summary>
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class MFlagTests(ITestOutputHelper output)
 {
     private static readonly Device Meta = new(DeviceType.META);

@@ -14,6 +14,7 @@ namespace MedVlp.Tests.Backbones;
 /// map, pooled feature, every parameter gradient, the input gradient and, in train mode, BatchNorm's running statistics,
 /// to 1e-5; and the full ResNet-50 state-dict layout against torchvision's resnet50 on the meta device.
 /// </summary>
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class ResNetTests(ITestOutputHelper output)
 {
     private static readonly Device Meta = new(DeviceType.META);
