@@ -105,8 +105,13 @@ public sealed class ModelRegistryTests
     public static TheoryData<string> Architectures()
     {
         RegisterTestArchitecture();
-        // The dual encoders (medblip embeds nothing into one space: its inference is MedBlipAssistant's).
-        return [.. ModelRegistry.Names.Where(n => n != MedVlp.Architectures.MedBlip.MedBlipConfig.ArchitectureName)];
+
+        // Volume embedding through VisionLanguageModel needs a dual encoder (M-FLAG, a 2D image model, is not one).
+        return [.. ModelRegistry.Names.Where(name =>
+        {
+            using var meta = ModelRegistry.Create(name, "tiny", new ModelCreateOptions { Device = new Device(DeviceType.META) });
+            return meta is IDualEncoder;
+        })];
     }
 
     [Theory]

@@ -60,6 +60,12 @@ public static class ModelRegistry
             "MedBLIP: 3D patch embedding + frozen EVA ViT, MedQFormer (BLIP-2 Q-Former), ITC, frozen GPT-2-layout language model",
             new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => global::MedVlp.Architectures.MedBlip.MedBlipConfig.Tiny(), [Full] = global::MedVlp.Architectures.MedBlip.MedBlipConfig.Full },
             (config, device) => new global::MedVlp.Architectures.MedBlip.MedBlipModel((global::MedVlp.Architectures.MedBlip.MedBlipConfig)config, device)),
+        [global::MedVlp.Architectures.MFlag.MFlagConfig.ArchitectureName] = new ModelArchitecture(
+            global::MedVlp.Architectures.MFlag.MFlagConfig.ArchitectureName,
+            typeof(global::MedVlp.Architectures.MFlag.MFlagConfig),
+            "M-FLAG: trainable ResNet-50 + frozen BERT, 2048 -> 1024 projectors, orthogonality + alignment loss",
+            new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => global::MedVlp.Architectures.MFlag.MFlagConfig.Tiny(), [Full] = () => global::MedVlp.Architectures.MFlag.MFlagConfig.Full() },
+            (config, device) => new global::MedVlp.Architectures.MFlag.MFlagModel((global::MedVlp.Architectures.MFlag.MFlagConfig)config, device)),
     };
 
     /// <summary>The registered architecture names, sorted.</summary>
