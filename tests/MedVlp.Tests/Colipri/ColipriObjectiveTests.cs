@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 
 namespace MedVlp.Tests.Colipri;
 
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class ColipriObjectiveTests
 {
     private static readonly FindingDefinition[] Findings =

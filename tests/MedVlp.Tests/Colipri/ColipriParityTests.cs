@@ -13,6 +13,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Tests.Colipri;
 
 /// <summary>COLIPRI's parts against PyTorch modules written after timm / Primus (tests/golden/make_colipri_golden.py).</summary>
+[Collection(nameof(TorchRandomState))] // creates randomly initialised modules: libtorch's global generator is shared
 public sealed class ColipriParityTests
 {
     private const string File = "colipri_golden.safetensors";
