@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,7 +45,7 @@ public sealed class DualEncoderModel : CompositeModel, IDualEncoder
     private readonly IImageBackbone _image;
     private readonly ITextBackbone _text;
     private readonly DualEncoderOptions _options;
-    private readonly ConcurrentDictionary<string, Tensor> _textCache = new(StringComparer.Ordinal);
+    private readonly FrozenTextCache _textCache = new();
 
     /// <summary>Creates the <c>clip3d</c> model with freshly initialised weights on <paramref name="device"/>
     /// (<c>meta</c>: the structure without memory).</summary>
@@ -158,16 +156,7 @@ public sealed class DualEncoderModel : CompositeModel, IDualEncoder
     }
 
     /// <summary>Empties the frozen-text cache.</summary>
-    public void ClearTextCache()
-    {
-        foreach (var key in _textCache.Keys)
-        {
-            if (_textCache.TryRemove(key, out var t))
-            {
-                t.Dispose();
-            }
-        }
-    }
+    public void ClearTextCache() => _textCache.Clear();
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
@@ -187,42 +176,6 @@ public sealed class DualEncoderModel : CompositeModel, IDualEncoder
         return config;
     }
 
-    private Tensor CachedTextPooled(Tensor inputIds, Tensor attentionMask)
-    {
-        var fingerprint = WeightsFingerprint(TextComponent);
-        var b = (int)inputIds.shape[0];
-        var t = (int)inputIds.shape[1];
-        var ids = inputIds.cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
-        var mask = attentionMask.cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
-        var keys = new string[b];
-        var missing = new List<int>();
-        for (var n = 0; n < b; n++)
-        {
-            var row = new byte[t * 16];
-            Buffer.BlockCopy(ids, n * t * 8, row, 0, t * 8);
-            Buffer.BlockCopy(mask, n * t * 8, row, t * 8, t * 8);
-            keys[n] = fingerprint + ":" + Convert.ToHexString(SHA256.HashData(row));
-            if (!_textCache.ContainsKey(keys[n]))
-            {
-                missing.Add(n);
-            }
-        }
-
-        if (missing.Count > 0)
-        {
-            using var index = tensor(missing.Select(m => (long)m).ToArray(), device: inputIds.device);
-            var computed = _text.EncodePooled(inputIds.index_select(0, index), attentionMask.index_select(0, index));
-            for (var m = 0; m < missing.Count; m++)
-            {
-                var row = computed[m].detach().clone();
-                row.DetachFromDisposeScope();
-                if (!_textCache.TryAdd(keys[missing[m]], row))
-                {
-                    row.Dispose();
-                }
-            }
-        }
-
-        return stack(keys.Select(k => _textCache[k]).ToArray());
-    }
+    private Tensor CachedTextPooled(Tensor inputIds, Tensor attentionMask) =>
+        _textCache.Get(WeightsFingerprint(TextComponent), inputIds, attentionMask, _text.EncodePooled);
 }
