@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using MedVlp.Architectures.Colipri;
+using MedVlp.Modeling.Blocks;
 using MedVlp.Synthetic;
 using MedVlp.Text;
 using MedVlp.Volumes;
@@ -51,8 +52,9 @@ internal static class ColipriDemo
         using var model = new ColipriModel(config);
         var labeler = new ReportFindingLabeler(Findings);
         using var objective = new ColipriObjective(model, tokenizer, Findings);
-        var decay = model.named_parameters().Where(p => p.parameter.Dimensions >= 2 && !p.name.Contains("embeddings", StringComparison.Ordinal)).Select(p => p.parameter).ToList();
-        var noDecay = model.named_parameters().Where(p => p.parameter.requires_grad && !(p.parameter.Dimensions >= 2 && !p.name.Contains("embeddings", StringComparison.Ordinal))).Select(p => p.parameter).ToList();
+        var noDecayNames = NoWeightDecay.ParameterNames(model);
+        var decay = model.named_parameters().Where(p => p.parameter.requires_grad && !noDecayNames.Contains(p.name)).Select(p => p.parameter).ToList();
+        var noDecay = model.named_parameters().Where(p => p.parameter.requires_grad && noDecayNames.Contains(p.name)).Select(p => p.parameter).ToList();
         using var optimizer = optim.AdamW(
             [
                 new AdamW.ParamGroup { Parameters = decay, Options = new AdamW.Options { weight_decay = 0.05 } },

@@ -68,14 +68,14 @@ public sealed class ColipriModel : Module, INoWeightDecay
     /// <summary>The report decoder.</summary>
     public ReportDecoder Decoder => report_decoder;
 
-    /// <summary>The learnable log inverse temperature (0-d).</summary>
-    public Parameter LogitScale => logit_scale;
+    /// <summary>The learnable log inverse temperature (0-d); <see cref="LogitScale"/> is its exponentiated multiplier.</summary>
+    public Parameter LogLogitScale => logit_scale;
 
     /// <summary>The SigLIP logit bias (0-d; fixed at 0 and untrained for CLIP).</summary>
     public Parameter LogitBias => logit_bias;
 
-    /// <summary>exp(logit_scale), clamped to 100.</summary>
-    public Tensor ScaleFactor()
+    /// <summary>The logit scale: exp(logit_scale), clamped to 100 (the multiplier of the similarities).</summary>
+    public Tensor LogitScale()
     {
         using var scope = NewDisposeScope();
         return scope.MoveToOuter(logit_scale.exp().clamp_max(100));

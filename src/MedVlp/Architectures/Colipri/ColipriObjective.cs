@@ -69,7 +69,7 @@ public sealed class ColipriObjective : IDisposable
             var tokens = model.EncodeImageTokens(volumes);
             var image = model.Pool(tokens);
             var text = model.EncodeText(ids, mask);
-            var scale = model.ScaleFactor();
+            var scale = model.LogitScale();
             using (var o = contrastive.forward(new ContrastiveInput(image, text, scale, c.Contrastive == ColipriContrastive.SigLip ? model.LogitBias : null)))
             {
                 total = total + (c.ContrastiveWeight * o.Total);

@@ -42,7 +42,7 @@ public sealed class FindingZeroShot
         using var scope = NewDisposeScope();
         positive = [.. findings.Select(f => Embed(model, tokenizer, f.Positive))];
         negative = [.. findings.Select(f => Embed(model, tokenizer, f.Negative))];
-        scale = model.ScaleFactor().ToDouble();
+        scale = model.LogitScale().ToDouble();
     }
 
     /// <summary>The findings, in output order.</summary>
