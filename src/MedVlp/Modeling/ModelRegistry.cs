@@ -35,6 +35,9 @@ public sealed record ModelCreateOptions
 /// The architectures MedVlp can build by name, as open_clip's <c>create_model</c>: <c>ModelRegistry.Create("clip3d",
 /// "tiny")</c>. Register your own with <see cref="Register"/>; model packages name their architecture and
 /// <see cref="VisionLanguageModel.Load(string, Packaging.ModelLoadOptions?)"/> builds it through this registry. Thread-safe.
+/// The registry itself knows only <c>clip3d</c> (built from this layer's parts); each paper's architecture registers itself
+/// from its own folder (<c>Architectures/*/…Architecture.cs</c>) when the assembly loads, so no arrow runs from this layer
+/// to the papers'.
 /// </summary>
 public static class ModelRegistry
 {
@@ -54,18 +57,6 @@ public static class ModelRegistry
             "CLIP-style dual encoder: 3D ViT (Conv3d patches, attention pooling) + BERT, projections, learned logit scale",
             new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => Clip3dConfig.Tiny(), [Full] = () => Clip3dConfig.Full() },
             (config, device) => new DualEncoderModel((Clip3dConfig)config, device)),
-        [global::MedVlp.Architectures.MedBlip.MedBlipConfig.ArchitectureName] = new ModelArchitecture(
-            global::MedVlp.Architectures.MedBlip.MedBlipConfig.ArchitectureName,
-            typeof(global::MedVlp.Architectures.MedBlip.MedBlipConfig),
-            "MedBLIP: 3D patch embedding + frozen EVA ViT, MedQFormer (BLIP-2 Q-Former), ITC, frozen GPT-2-layout language model",
-            new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => global::MedVlp.Architectures.MedBlip.MedBlipConfig.Tiny(), [Full] = global::MedVlp.Architectures.MedBlip.MedBlipConfig.Full },
-            (config, device) => new global::MedVlp.Architectures.MedBlip.MedBlipModel((global::MedVlp.Architectures.MedBlip.MedBlipConfig)config, device)),
-        [global::MedVlp.Architectures.MFlag.MFlagConfig.ArchitectureName] = new ModelArchitecture(
-            global::MedVlp.Architectures.MFlag.MFlagConfig.ArchitectureName,
-            typeof(global::MedVlp.Architectures.MFlag.MFlagConfig),
-            "M-FLAG: trainable ResNet-50 + frozen BERT, 2048 -> 1024 projectors, orthogonality + alignment loss",
-            new Dictionary<string, Func<ArchitectureConfig>> { [Tiny] = () => global::MedVlp.Architectures.MFlag.MFlagConfig.Tiny(), [Full] = () => global::MedVlp.Architectures.MFlag.MFlagConfig.Full() },
-            (config, device) => new global::MedVlp.Architectures.MFlag.MFlagModel((global::MedVlp.Architectures.MFlag.MFlagConfig)config, device)),
     };
 
     /// <summary>The registered architecture names, sorted.</summary>
