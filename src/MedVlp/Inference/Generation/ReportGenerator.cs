@@ -63,16 +63,23 @@ public sealed class ReportGenerator : IVolumeTextGenerator
         return result with { Text = result.Text.Trim() };
     }
 
-    /// <summary>Writes a report of a volume, streaming the text as it is decoded.</summary>
+    /// <summary>Writes a report of a volume, streaming the text as it is decoded (leading blanks left out, as in the non-streaming text).</summary>
     /// <param name="volume">The volume.</param>
     /// <param name="options">How to decode.</param>
     /// <param name="cancellationToken">Checked before every token.</param>
     public async IAsyncEnumerable<string> GenerateStreamingAsync(Volume volume, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var head = Start(volume);
+        var started = false;
         await foreach (var piece in Generator.GenerateStreamingAsync(head, options, cancellationToken).ConfigureAwait(false))
         {
-            yield return piece;
+            // As the non-streaming result, the text starts at its first non-blank character.
+            var text = started ? piece : piece.TrimStart();
+            if (text.Length > 0)
+            {
+                started = true;
+                yield return text;
+            }
         }
     }
 

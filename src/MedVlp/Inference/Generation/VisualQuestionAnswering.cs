@@ -47,7 +47,7 @@ public sealed class VisualQuestionAnswering : IVolumeTextGenerator
         return result with { Text = result.Text.Trim() };
     }
 
-    /// <summary>Answers a question about a volume, streaming the text as it is decoded.</summary>
+    /// <summary>Answers a question about a volume, streaming the text as it is decoded (leading blanks left out, as in the non-streaming text).</summary>
     /// <param name="volume">The volume.</param>
     /// <param name="question">The question.</param>
     /// <param name="context">Optional text before the question.</param>
@@ -56,9 +56,16 @@ public sealed class VisualQuestionAnswering : IVolumeTextGenerator
     public async IAsyncEnumerable<string> AnswerStreamingAsync(Volume volume, string question, string? context = null, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var head = Start(volume, question, context);
+        var started = false;
         await foreach (var piece in Generator.GenerateStreamingAsync(head, options, cancellationToken).ConfigureAwait(false))
         {
-            yield return piece;
+            // As the non-streaming result, the text starts at its first non-blank character.
+            var text = started ? piece : piece.TrimStart();
+            if (text.Length > 0)
+            {
+                started = true;
+                yield return text;
+            }
         }
     }
 
