@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Tests.Generation;
 
 /// <summary>The engine's sampling, stop sequences, streaming, cancellation and native memory.</summary>
+[Collection(nameof(TorchRandomState))] // builds randomly initialised GPT-2s: libtorch's global generator is shared
 public sealed class GenerationBehaviourTests
 {
     private static readonly Gpt2TextTokenizer Gpt2 = new();

@@ -9,6 +9,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Tests.Generation;
 
 /// <summary>The generation engine against tests/golden/make_generation_golden.py (Hugging Face's algorithms in PyTorch, a tiny GPT-2 with fixed weights, no cache).</summary>
+[Collection(nameof(TorchRandomState))] // builds randomly initialised GPT-2s: libtorch's global generator is shared
 public sealed class GenerationGoldenTests
 {
     private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>

@@ -127,6 +127,9 @@ public sealed class ReportDecoder : Module<Tensor, Tensor>, INoWeightDecay
         return scope.MoveToOuter(lm_head.forward(hidden));
     }
 
+    /// <summary>The output vocabulary.</summary>
+    public int VocabularySize => (int)lm_head.out_features;
+
     /// <summary>The number of layers (of a <see cref="KeyValueCache"/> for <see cref="Decode"/>).</summary>
     public int Layers => layer.Count;
 

@@ -43,7 +43,7 @@ public sealed class ReportDecoderHead : ILanguageHead
     public Device Device => _image.device;
 
     /// <inheritdoc/>
-    public int VocabularySize => (int)_decoder.named_parameters().Last().parameter.shape[0];
+    public int VocabularySize => _decoder.VocabularySize;
 
     /// <inheritdoc/>
     public long? EndOfSequenceTokenId { get; }
