@@ -60,9 +60,9 @@ internal static class DemoCommand
             if (parse.GetValue(arch) is "prior" or "prior3d")
             {
                 return PriorDemo.Run(
-                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 48 : parse.GetValue(train),
-                    parse.GetResult(test) is null ? 60 : parse.GetValue(test), parse.GetResult(steps) is null ? 30 : parse.GetValue(steps),
-                    parse.GetResult(batch) is null ? 8 : parse.GetValue(batch), parse.GetValue(arch) == "prior3d", cancellationToken);
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null or { Implicit: true } ? 48 : parse.GetValue(train),
+                    parse.GetResult(test) is null or { Implicit: true } ? 60 : parse.GetValue(test), parse.GetResult(steps) is null or { Implicit: true } ? 30 : parse.GetValue(steps),
+                    parse.GetResult(batch) is null or { Implicit: true } ? 8 : parse.GetValue(batch), parse.GetValue(arch) == "prior3d", cancellationToken);
             }
 
             if (parse.GetValue(arch) == "colipri")
