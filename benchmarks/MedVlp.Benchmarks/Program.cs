@@ -17,7 +17,7 @@ if (args.Length > 0 && args[0] == "embed-throughput")
 
 if (args.Length > 0 && args[0] == "retrieval")
 {
-    RetrievalSideBySide.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15);
+    RetrievalSideBySide.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15, args.Length > 2 ? args[2] : null);
     return;
 }
 
