@@ -16,12 +16,22 @@ namespace MedVlp.Benchmarks;
 /// <summary>
 /// <c>-- embed-throughput</c>: volumes per second of the streaming embedder (<see cref="StreamingEmbedder"/>) next to its
 /// two halves measured alone in the same run: the loader (read gzip NIfTI + the model's preprocessing, the same worker
-/// count) and the model (the volume encoder on batches prepared beforehand).
+/// count) and the model (the volume encoder on batches prepared beforehand). Usage: <c>-- embed-throughput [COUNT]
+/// [TORCH_THREADS]</c>.
 /// </summary>
 internal static class EmbedThroughput
 {
-    public static void Run(int count)
+    /// <param name="count">Synthetic volumes per round.</param>
+    /// <param name="torchThreads">libtorch intra-op threads (0: leave libtorch's default). One keeps the model-alone
+    /// rate steady on a shared machine: with two, an OpenMP barrier waiting on a descheduled thread made single batches
+    /// of the tiny model take 1.6 s instead of 3 ms, and "model alone" swung 500-fold between rounds.</param>
+    public static void Run(int count, int torchThreads = 0)
     {
+        if (torchThreads > 0)
+        {
+            set_num_threads(torchThreads);
+        }
+
         const int Batch = 8;
         var workers = Environment.ProcessorCount;
         var dir = Path.Combine(Path.GetTempPath(), "medvlp-embed-bench-" + Environment.ProcessId);
@@ -55,9 +65,15 @@ internal static class EmbedThroughput
                 GC.KeepAlive(model.DualEncoder.EncodeImages(t).data<float>().ToArray());
             }
 
+            var warmEmbedder = new StreamingEmbedder(model, new StreamingEmbedderOptions { BatchSize = Batch, Workers = workers });
+            foreach (var r in warmEmbedder.EmbedAsync(Inputs(entries.Take(2 * Batch))).ToBlockingEnumerable())
+            {
+                GC.KeepAlive(r);
+            }
+
             // Rounds of (loader alone, model alone, both overlapped) back to back, so a burst of load from other jobs
             // falls on the three alike; each round's ratio, and the median ratio over the rounds.
-            const int Rounds = 5;
+            const int Rounds = 7;
             var ratios = new List<double>();
             var rates = new List<(double Loader, double Model, double Stream)>();
             for (var round = 0; round < Rounds; round++)

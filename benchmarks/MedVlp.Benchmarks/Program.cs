@@ -11,7 +11,9 @@ if (args.Length > 0 && args[0] == "side-by-side")
 
 if (args.Length > 0 && args[0] == "embed-throughput")
 {
-    EmbedThroughput.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 96);
+    EmbedThroughput.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 96,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 0);
     return;
 }
 
