@@ -275,8 +275,10 @@ public static class Similarity
     }
 
     /// <summary>As <see cref="TopKDotProducts(ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, Span{int}, Span{float}, int)"/>
-    /// over a half-precision matrix (half the memory traffic; rows are widened to float32 exactly, in registers, so the scores
-    /// equal those of the float32 widening of the matrix).</summary>
+    /// over a half-precision matrix, read at half the bytes. Against fewer than four queries the rows are read in registers
+    /// without conversion (every product is exact; the summation order differs from the float32 kernel's, so scores agree
+    /// with those of the float32 widening of the matrix to the last bits); against four or more, blocks are widened once
+    /// and the scores equal those of the float32 widening bit for bit.</summary>
     /// <param name="matrix">The rows to search, <c>rows x dimension</c>, row-major.</param>
     /// <param name="queries">The queries, <c>queryCount x dimension</c>, row-major.</param>
     /// <param name="dimension">The embedding width.</param>
