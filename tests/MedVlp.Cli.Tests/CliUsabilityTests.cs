@@ -29,7 +29,7 @@ public sealed class CliUsabilityTests
         var lines = stderr.Trim().Split('\n');
         Assert.Equal("medvlp: error: unknown option '--modle'; did you mean --model?", lines[0]);
         Assert.Equal(3, lines.Length);   // the error, the usage line, where to find help
-        Assert.Equal("Usage: medvlp zeroshot --model <model> --label <label> <volumes>... [options]", lines[1]);
+        Assert.Equal("Usage: medvlp zeroshot --model <model> <volumes>... [options]", lines[1]); // --label is optional: zeroshot --generative needs none
         Assert.Equal("Run 'medvlp zeroshot --help' for more.", lines[2]);
     }
 

@@ -1,12 +1,14 @@
 using System.CommandLine;
 using System.Text.Json;
 using MedVlp.Architectures.MedBlip;
+using MedVlp.Inference.Generation;
 using MedVlp.Volumes.IO;
 
 namespace MedVlp.Cli.Commands;
 
-/// <summary><c>medvlp ask --model DIR --question "..." [--context "EHR text"] [--max-tokens N] [--json] VOLUME...</c>: visual
-/// question answering with a MedBLIP model package (greedy decoding with the key/value cache).</summary>
+/// <summary><c>medvlp ask --model DIR --question "..." [--context "EHR text"] [--max-tokens N] [--temperature T] [--top-p P]
+/// [--top-k K] [--beams N] [--seed S] [--stop TEXT]... [--stream] [--json] VOLUME...</c>: visual question answering with a
+/// MedBLIP model package through the shared generation engine (key/value cache; greedy, beams or seeded sampling).</summary>
 internal static class AskCommand
 {
     public static Command Create()
@@ -14,33 +16,52 @@ internal static class AskCommand
         var modelDir = new Option<string>("--model") { Description = "A MedBLIP model package folder (for example medvlp-demo/model).", Required = true };
         var question = new Option<string>("--question") { Description = "The question, for example \"What will this subject be diagnosed with?\".", Required = true };
         var context = new Option<string?>("--context") { Description = "EHR text put before the question (as MedBLIP's prompt)." };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "The most tokens of an answer.", DefaultValueFactory = _ => 16 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per volume." };
         var volumes = new Argument<string[]>("volumes") { Description = "Volume files (.nii, .nii.gz, ...).", Arity = ArgumentArity.OneOrMore };
+        var generation = new GenerationCli(defaultMaxTokens: 16);
         var command = new Command("ask", "Ask a MedBLIP model package a question about volumes (visual question answering).")
         {
-            modelDir, question, context, maxTokens, json, volumes,
+            modelDir, question, context, json, volumes,
         };
+        generation.AddTo(command);
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
-            var n = parse.GetValue(maxTokens);
-            if (n < 1 || n > 256)
-            {
-                throw new ArgumentException($"--max-tokens must be in [1, 256], got {n}.");
-            }
-
+            var options = generation.Read(parse);
+            var stream = parse.GetValue(generation.Stream) && !parse.GetValue(json);
             using var model = VisionLanguageModel.Load(parse.GetValue(modelDir)!);
-            var assistant = new MedBlipAssistant(model);
-            var files = parse.GetValue(volumes)!;
-            var loaded = files.Select(f => VolumeReader.Read(f)).ToArray();
+            var vqa = new VisualQuestionAnswering(model);
             var q = parse.GetValue(question)!;
-            var answers = assistant.Ask(loaded, [.. files.Select(_ => q)], [.. files.Select(_ => parse.GetValue(context))], n, cancellationToken);
-            for (var i = 0; i < files.Length; i++)
+            var ehr = parse.GetValue(context);
+            foreach (var file in parse.GetValue(volumes)!)
             {
-                var diagnosis = MedBlipText.ParseDiagnosis(answers[i]);
-                Console.WriteLine(parse.GetValue(json)
-                    ? JsonSerializer.Serialize(new Dictionary<string, object?> { ["file"] = files[i], ["question"] = q, ["answer"] = answers[i], ["diagnosis"] = diagnosis?.ToString() })
-                    : $"{files[i]}: {answers[i]}");
+                var volume = VolumeReader.Read(file, null, cancellationToken);
+                if (stream)
+                {
+                    Console.Write($"{file}: ");
+                    foreach (var piece in vqa.AnswerStreamingAsync(volume, q, ehr, options, cancellationToken).ToBlockingEnumerable(cancellationToken))
+                    {
+                        Console.Write(piece);
+                    }
+
+                    Console.WriteLine();
+                    continue;
+                }
+
+                var answer = vqa.Answer(volume, q, ehr, options, cancellationToken);
+                if (parse.GetValue(json))
+                {
+                    var record = new Dictionary<string, object?> { ["file"] = file, ["question"] = q, ["answer"] = answer.Text, ["diagnosis"] = MedBlipText.ParseDiagnosis(answer.Text)?.ToString() };
+                    foreach (var (key, value) in GenerationCli.Describe(answer))
+                    {
+                        record[key] = value;
+                    }
+
+                    Console.WriteLine(JsonSerializer.Serialize(record));
+                }
+                else
+                {
+                    Console.WriteLine($"{file}: {answer.Text}");
+                }
             }
 
             return 0;

@@ -1,13 +1,17 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using MedVlp.Architectures.MedBlip;
 using MedVlp.Inference;
+using MedVlp.Inference.Generation;
 using MedVlp.Volumes.IO;
 using Spectre.Console;
 
 namespace MedVlp.Cli.Commands;
 
-/// <summary><c>medvlp zeroshot --model DIR --label "NAME=PROMPT" ... [--json] VOLUME...</c>: zero-shot classification of volumes.</summary>
+/// <summary><c>medvlp zeroshot --model DIR --label "NAME=PROMPT" ... [--json] VOLUME...</c>: zero-shot classification of volumes;
+/// <c>--generative</c> asks a model that answers questions (MedBLIP) and maps each answer to a label (unmatched answers are
+/// reported as such).</summary>
 internal static class ZeroShotCommand
 {
     public static Command Create()
@@ -16,19 +20,28 @@ internal static class ZeroShotCommand
         var labels = new Option<string[]>("--label")
         {
             Description = "A label and a prompt as NAME=PROMPT; repeat it (also with the same NAME for several prompts, which are averaged).",
-            Required = true,
             AllowMultipleArgumentsPerToken = false,
         };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per volume instead of a table." };
         var rejectNonFinite = new Option<bool>("--reject-non-finite") { Description = "Fail (exit 2) on a volume with NaN or infinite voxels instead of classifying it with a warning." };
         var volumes = new Argument<string[]>("volumes") { Description = "Volume files (.nii, .nii.gz, ...).", Arity = ArgumentArity.OneOrMore };
+        var generative = new Option<bool>("--generative") { Description = "Ask the model (MedBLIP) and map its answer to a label: an answer starting with a label's name or prompt; without --label, MedBLIP's three diagnoses." };
+        var question = new Option<string>("--question") { Description = "The question of --generative.", DefaultValueFactory = _ => MedBlipText.DiagnosisQuestion };
+        var context = new Option<string?>("--context") { Description = "Text put before the question of --generative (MedBLIP: EHR text)." };
+        var generation = new GenerationCli(defaultMaxTokens: 12);
         var command = new Command("zeroshot", "Classify volumes zero-shot against text prompts with a trained model package.")
         {
-            modelDir, labels, json, rejectNonFinite, volumes,
+            modelDir, labels, json, rejectNonFinite, volumes, generative, question, context,
         };
-        command.SetAction(parse => CliErrors.Run(() =>
+        generation.AddTo(command);
+        command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
-            var parsedLabels = ParseLabels(parse.GetValue(labels)!);
+            if (parse.GetValue(generative))
+            {
+                return Generative(parse.GetValue(modelDir)!, parse.GetValue(labels) ?? [], parse.GetValue(question)!, parse.GetValue(context), generation.Read(parse), parse.GetValue(volumes)!, parse.GetValue(json), cancellationToken);
+            }
+
+            var parsedLabels = ParseLabels(parse.GetValue(labels) ?? []);
             var files = parse.GetValue(volumes)!;
             var reject = parse.GetValue(rejectNonFinite);
             using var model = VisionLanguageModel.Load(parse.GetValue(modelDir)!);
@@ -90,8 +103,52 @@ internal static class ZeroShotCommand
             }
 
             return 0;
-        }));
+        })));
         return command;
+    }
+
+    /// <summary>Generative zero-shot: each volume's answer, mapped to the first label whose name or prompt it starts with.</summary>
+    private static int Generative(string modelDir, string[] labelValues, string question, string? context, GenerationOptions options, IReadOnlyList<string> files, bool json, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<ZeroShotLabel> labels = labelValues.Length > 0
+            ? ParseLabels(labelValues)
+            : [.. Synthetic.CognitiveDiagnosisNames.All.Select(d => new ZeroShotLabel(d.ToString(), MedBlipText.Answer(d)))];
+        using var model = VisionLanguageModel.Load(modelDir);
+        var vqa = new VisualQuestionAnswering(model);
+        var rows = new List<(string File, string Answer, string? Label)>();
+        foreach (var file in files)
+        {
+            var answer = vqa.Answer(VolumeReader.Read(file, null, cancellationToken), question, context, options, cancellationToken).Text;
+            var label = labels.FirstOrDefault(l => answer.StartsWith(l.Name, StringComparison.OrdinalIgnoreCase)
+                || l.Prompts.Any(p => answer.StartsWith(p, StringComparison.OrdinalIgnoreCase)))?.Name;
+            rows.Add((file, answer, label));
+        }
+
+        if (json)
+        {
+            foreach (var (file, answer, label) in rows)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?> { ["file"] = file, ["answer"] = answer, ["prediction"] = label, ["matched"] = label is not null }));
+            }
+        }
+        else
+        {
+            var table = new Table().AddColumn("volume").AddColumn("answer").AddColumn("prediction");
+            foreach (var (file, answer, label) in rows)
+            {
+                table.AddRow(Markup.Escape(Path.GetFileName(file)), Markup.Escape(answer), Markup.Escape(label ?? "(unmatched)"));
+            }
+
+            AnsiConsole.Write(table);
+        }
+
+        var unmatched = rows.Count(r => r.Label is null);
+        if (unmatched > 0)
+        {
+            CliErrors.Warn($"{unmatched} of {rows.Count} answers name no label (reported as unmatched).");
+        }
+
+        return 0;
     }
 
     /// <summary>Groups NAME=PROMPT pairs by name, keeping first-seen order.</summary>

@@ -1,6 +1,8 @@
+using MedVlp.Inference.Generation;
 using MedVlp.Modeling;
 using MedVlp.Modeling.Backbones;
 using MedVlp.Modeling.Blocks;
+using MedVlp.Text;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,7 +19,7 @@ namespace MedVlp.Architectures.Colipri;
 /// (<c>mim_head</c>: each token to its patch's voxels). <see cref="EncodeImage"/> and <see cref="EncodeText"/> follow the
 /// released API (<c>encode_image(x, pool, project, normalize)</c>).
 /// </summary>
-public sealed class ColipriModel : Module, INoWeightDecay
+public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingModel
 {
 #pragma warning disable IDE1006, SA1300 // State-dict names follow the released model where known.
     private readonly PrimusEncoder backbone;
@@ -222,30 +224,34 @@ public sealed class ColipriModel : Module, INoWeightDecay
         return scope.MoveToOuter(x.reshape(b, grid[0] * grid[1] * grid[2], (long)p * p * p * c));
     }
 
-    /// <summary>Greedy report generation for one volume's projected tokens (1 x N x embedding), from a start token.</summary>
+    /// <summary>Greedy report generation for one volume's projected tokens (1 x N x embedding), from a start token, with
+    /// the decoder's key/value cache (through the shared <see cref="TextGenerator"/>).</summary>
     /// <returns>The generated ids after the start token, without the end token.</returns>
     public long[] GenerateReport(Tensor imageTokens, long startToken, long endToken, int maxNewTokens, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imageTokens);
-        var generated = new List<long> { startToken };
-        using var noGrad = no_grad();
-        var limit = Math.Min(maxNewTokens, Config.MaxTextTokens - 1);
-        for (var step = 0; step < limit; step++)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            var ids = tensor(generated.ToArray(), device: imageTokens.device).unsqueeze(0);
-            var logits = report_decoder.forward(ids, ones_like(ids), imageTokens);
-            var next = logits.select(1, -1).argmax(-1).ToInt64();
-            if (next == endToken)
-            {
-                break;
-            }
+        using var head = new ReportDecoderHead(report_decoder, imageTokens, startToken, endToken);
+        var result = new TextGenerator().Generate(head, new GenerationOptions { MaxNewTokens = maxNewTokens }, cancellationToken);
+        return [.. result.TokenIds.Select(i => (long)i)];
+    }
 
-            generated.Add(next);
+    /// <inheritdoc/>
+    /// <remarks>The report starts after the tokenizer's start token ([CLS]) and ends at its end token ([SEP]), as the
+    /// decoder is trained.</remarks>
+    public ILanguageHead StartReport(Tensor volume, TextTokenizer reportTokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        ArgumentNullException.ThrowIfNull(reportTokenizer);
+        var start = reportTokenizer.BeginningOfSequenceTokenId
+            ?? throw new ArgumentException($"The {reportTokenizer.Kind} tokenizer has no start token to begin a report with.", nameof(reportTokenizer));
+        if (volume.Dimensions != 5 || volume.shape[0] != 1)
+        {
+            throw new ArgumentException($"StartReport takes one preprocessed volume (1 x C x D x H x W), got [{string.Join(", ", volume.shape)}].", nameof(volume));
         }
 
-        return [.. generated.Skip(1)];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return new ReportDecoderHead(report_decoder, EncodeImageTokens(volume), start, reportTokenizer.EndOfSequenceTokenId);
     }
 
     /// <inheritdoc/>

@@ -94,6 +94,45 @@ public sealed class ReportDecoder : Module<Tensor, Tensor>, INoWeightDecay
         return scope.MoveToOuter(lm_head.forward(hidden));
     }
 
+    /// <summary>
+    /// Incremental decoding: next-token logits (B x T x V) of <paramref name="inputIds"/> (B x T) following the tokens
+    /// already in <paramref name="cache"/> (whose keys and values it appends), given image tokens (B x N x imageWidth).
+    /// No padding: every token is real.
+    /// </summary>
+    public Tensor Decode(Tensor inputIds, Tensor imageTokens, KeyValueCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        ArgumentNullException.ThrowIfNull(imageTokens);
+        ArgumentNullException.ThrowIfNull(cache);
+        if (cache.Count != layer.Count)
+        {
+            throw new ArgumentException($"The cache has {cache.Count} layers, the decoder {layer.Count}.", nameof(cache));
+        }
+
+        var past = cache.Length;
+        var t = inputIds.shape[1];
+        if (past + t > MaxTokens)
+        {
+            throw new ArgumentException($"The decoder takes at most {MaxTokens} tokens, got {past} cached + {t} new.", nameof(inputIds));
+        }
+
+        using var scope = NewDisposeScope();
+        var mask = t == 1 ? null : AttentionMask.Causal(t, past + t, inputIds.device);
+        var hidden = embeddings.forward(inputIds, null, positionOffset: past);
+        for (var i = 0; i < layer.Count; i++)
+        {
+            hidden = layer[i].forward(hidden, mask, imageTokens, null, 0, cache[i]);
+        }
+
+        return scope.MoveToOuter(lm_head.forward(hidden));
+    }
+
+    /// <summary>The output vocabulary.</summary>
+    public int VocabularySize => (int)lm_head.out_features;
+
+    /// <summary>The number of layers (of a <see cref="KeyValueCache"/> for <see cref="Decode"/>).</summary>
+    public int Layers => layer.Count;
+
     /// <inheritdoc/>
     public IEnumerable<string> NoWeightDecayParameterNames() => NoWeightDecay.Compose(this);
 }

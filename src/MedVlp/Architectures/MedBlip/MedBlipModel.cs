@@ -1,7 +1,9 @@
+using MedVlp.Inference.Generation;
 using MedVlp.Losses;
 using MedVlp.Modeling;
 using MedVlp.Modeling.Backbones;
 using MedVlp.Modeling.Blocks;
+using MedVlp.Text;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -46,7 +48,7 @@ public sealed record MedBlipBatch(Tensor Volumes, Tensor ReportIds, Tensor Repor
 /// <para>The language model is frozen (component <c>lm_model</c>) and so are the EVA blocks; gradients flow through
 /// both into <c>proj</c>, the Q-Former and the 3D embedding.</para>
 /// </remarks>
-public sealed class MedBlipModel : CompositeModel
+public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
 {
     /// <summary>Component names.</summary>
     public const string VisionComponent = "visual_encoder", QFormerComponent = "Qformer", LanguageModelComponent = "lm_model";
@@ -194,8 +196,8 @@ public sealed class MedBlipModel : CompositeModel
     }
 
     /// <summary>
-    /// Greedy decoding with the key/value cache after [prompt; image tokens], one volume at a time (no padding):
-    /// returns the new token ids of each row (up to and without end-of-text).
+    /// Greedy decoding with the key/value cache after [prompt; image tokens], one volume at a time (no padding), through
+    /// the shared <see cref="TextGenerator"/>: returns the new token ids of each row (up to and without end-of-text).
     /// </summary>
     /// <param name="volumes">(B x 1 x D x H x W) preprocessed volumes.</param>
     /// <param name="prompts">The language-model ids of each row's prompt.</param>
@@ -206,6 +208,7 @@ public sealed class MedBlipModel : CompositeModel
     {
         ArgumentNullException.ThrowIfNull(volumes);
         ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxNewTokens);
         if (prompts.Count != volumes.shape[0])
         {
             throw new ArgumentException($"{prompts.Count} prompts for {volumes.shape[0]} volumes.", nameof(prompts));
@@ -214,18 +217,53 @@ public sealed class MedBlipModel : CompositeModel
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var image = LanguageImageTokens(EncodeQueries(volumes));
+        var generator = new TextGenerator();
+        var options = new GenerationOptions { MaxNewTokens = maxNewTokens };
         var result = new List<long[]>(prompts.Count);
         for (var n = 0; n < prompts.Count; n++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var rowScope = NewDisposeScope();
-            var ids = tensor(prompts[n].Select(i => (long)i).ToArray(), device: image.device).unsqueeze(0);
-            var embeds = cat([lm_model.Transformer.TokenEmbeddings.forward(ids), image.narrow(0, n, 1)], 1);
-            var tokens = lm_model.GenerateGreedy(null, embeds, null, maxNewTokens, endOfText, cancellationToken).data<long>().ToArray();
-            var end = Array.IndexOf(tokens, endOfText);
-            result.Add(end < 0 ? tokens : tokens[..end]);
+            using var head = AnswerHead(image.narrow(0, n, 1), prompts[n], endOfText);
+            result.Add([.. generator.Generate(head, options, cancellationToken).TokenIds.Select(i => (long)i)]);
         }
 
         return result;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>The package's <c>lm</c> tokenizer when it has one, otherwise GPT-2's byte-level BPE (the released model's).</remarks>
+    public TextTokenizer AnswerTokenizer(IReadOnlyDictionary<string, TextTokenizer> packageTokenizers)
+    {
+        ArgumentNullException.ThrowIfNull(packageTokenizers);
+        return packageTokenizers.TryGetValue(LanguageTokenizerName, out var tokenizer) ? tokenizer : new Gpt2TextTokenizer();
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>MedBLIP's prompt: <c>"&lt;context&gt; Question: &lt;question&gt; Answer: "</c>.</remarks>
+    public string FormatPrompt(string question, string? context) => MedBlipText.Prompt(context ?? "", question);
+
+    /// <inheritdoc/>
+    /// <remarks>Keeps the prompt's last <see cref="MedBlipConfig.MaxTextTokens"/> tokens (the question stays whole), then the
+    /// 32 image tokens; the answer ends at GPT-2's end-of-text.</remarks>
+    public ILanguageHead StartAnswer(Tensor volume, IReadOnlyList<int> promptTokenIds)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        ArgumentNullException.ThrowIfNull(promptTokenIds);
+        if (volume.Dimensions != 5 || volume.shape[0] != 1)
+        {
+            throw new ArgumentException($"StartAnswer takes one preprocessed volume (1 x 1 x D x H x W), got [{string.Join(", ", volume.shape)}].", nameof(volume));
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var kept = promptTokenIds.Count <= _config.MaxTextTokens ? promptTokenIds : [.. promptTokenIds.Skip(promptTokenIds.Count - _config.MaxTextTokens)];
+        return AnswerHead(LanguageImageTokens(EncodeQueries(volume)), kept, MedBlipText.EndOfText);
+    }
+
+    private Gpt2LanguageHead AnswerHead(Tensor image, IReadOnlyList<int> prompt, long endOfText)
+    {
+        using var scope = NewDisposeScope();
+        var ids = prompt.Count == 0 ? null : tensor(prompt.Select(i => (long)i).ToArray(), device: image.device);
+        return new Gpt2LanguageHead(lm_model, ids, image, endOfText);
     }
 }

@@ -40,6 +40,28 @@ public sealed class AttentionCache : IDisposable
         return (_keys, _values);
     }
 
+    /// <summary>
+    /// Keeps the rows <paramref name="rows"/> (int64 indices into the batch; repeats allowed): afterwards row i holds what
+    /// row <c>rows[i]</c> held. Beam search uses it to follow each beam's parent and to widen one prompt to several beams.
+    /// </summary>
+    public void SelectRows(Tensor rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_keys is null || _values is null)
+        {
+            return;
+        }
+
+        using var scope = NewDisposeScope();
+        var keys = _keys.index_select(0, rows);
+        var values = _values.index_select(0, rows);
+        _keys.Dispose();
+        _values.Dispose();
+        _keys = keys.DetachFromDisposeScope();
+        _values = values.DetachFromDisposeScope();
+    }
+
     private bool _disposed;
 
     /// <summary>Releases the cached tensors.</summary>
@@ -73,6 +95,15 @@ public sealed class KeyValueCache : IDisposable
 
     /// <summary>Tokens cached so far (those of the first layer).</summary>
     public long Length => _layers.Length == 0 ? 0 : _layers[0].Length;
+
+    /// <summary>Keeps the rows <paramref name="rows"/> of every layer (see <see cref="AttentionCache.SelectRows"/>).</summary>
+    public void SelectRows(Tensor rows)
+    {
+        foreach (var layer in _layers)
+        {
+            layer.SelectRows(rows);
+        }
+    }
 
     /// <summary>Releases every layer's tensors.</summary>
     public void Dispose()

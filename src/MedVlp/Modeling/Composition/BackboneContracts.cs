@@ -94,34 +94,11 @@ public sealed record LanguageModelOutput(Tensor Logits, Tensor? Loss) : IDisposa
     }
 }
 
-/// <summary>Decoding settings of <see cref="ICausalLanguageModel.Generate"/>.</summary>
-public sealed record GenerationOptions
-{
-    /// <summary>The most tokens to generate after the prompt. Default 64.</summary>
-    public int MaxNewTokens { get; init; } = 64;
-
-    /// <summary>Beams of beam search (1: greedy). Default 1.</summary>
-    public int NumBeams { get; init; } = 1;
-
-    /// <summary>Sampling temperature (0: no sampling). Default 0.</summary>
-    public double Temperature { get; init; }
-
-    /// <summary>Nucleus sampling mass (1: off). Default 1.</summary>
-    public double TopP { get; init; } = 1;
-
-    /// <summary>Penalty on repeated tokens (1: none). Default 1.</summary>
-    public double RepetitionPenalty { get; init; } = 1;
-
-    /// <summary>The end-of-sequence id; generation of a row stops after it. Null: the model's own.</summary>
-    public int? EosTokenId { get; init; }
-
-    /// <summary>Seed of the sampling.</summary>
-    public int Seed { get; init; }
-}
-
 /// <summary>
 /// A decoder-only language model driven by embeddings, as MedBLIP drives a frozen OPT/BioMedLM with Q-Former outputs
-/// prepended to the prompt: <c>inputs_embeds</c> (+ mask, labels) in, logits and loss out; and generation.
+/// prepended to the prompt: <c>inputs_embeds</c> (+ mask, labels) in, logits and loss out. Decoding is not part of this
+/// contract: every language head decodes through the one engine, <c>MedVlp.Inference.Generation.TextGenerator</c>, over an
+/// <c>ILanguageHead</c>.
 /// Gradients flow through it to <c>inputs_embeds</c> even when it is frozen.
 /// </summary>
 public interface ICausalLanguageModel
@@ -141,9 +118,6 @@ public interface ICausalLanguageModel
     /// <summary>Logits for <paramref name="inputsEmbeds"/> (B x T x width) under <paramref name="attentionMask"/> (B x T);
     /// with <paramref name="labels"/> (B x T, -100 = ignore) also the shifted next-token loss.</summary>
     LanguageModelOutput Forward(Tensor inputsEmbeds, Tensor attentionMask, Tensor? labels = null);
-
-    /// <summary>Generates continuations of the prompts (B x new tokens, int64; padded after the end token).</summary>
-    Tensor Generate(Tensor inputsEmbeds, Tensor attentionMask, GenerationOptions options);
 }
 
 /// <summary>

@@ -1,0 +1,100 @@
+using MedVlp.Inference.Generation;
+using MedVlp.Modeling.Blocks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedVlp.Architectures.Colipri;
+
+/// <summary>
+/// COLIPRI's <see cref="ReportDecoder"/> as an <see cref="ILanguageHead"/>: conditioned on one volume's projected image
+/// tokens, starting from the start token, decoding with its self-attention key/value cache (the image tokens are
+/// cross-attended at every step). Owns the cache and its copy of the image tokens, not the decoder.
+/// </summary>
+public sealed class ReportDecoderHead : ILanguageHead
+{
+    private readonly ReportDecoder _decoder;
+    private readonly KeyValueCache _cache;
+    private readonly long _start;
+    private Tensor _image;
+    private bool _started;
+
+    /// <summary>Conditions the decoder.</summary>
+    /// <param name="decoder">The report decoder (not owned).</param>
+    /// <param name="imageTokens">Projected image tokens of one volume (1 x N x embedding).</param>
+    /// <param name="startToken">The token the report begins after ([CLS]).</param>
+    /// <param name="endToken">The token that ends it ([SEP]), or null.</param>
+    public ReportDecoderHead(ReportDecoder decoder, Tensor imageTokens, long startToken, long? endToken)
+    {
+        ArgumentNullException.ThrowIfNull(decoder);
+        ArgumentNullException.ThrowIfNull(imageTokens);
+        if (imageTokens.Dimensions != 3 || imageTokens.shape[0] != 1)
+        {
+            throw new ArgumentException($"Image tokens must be (1 x tokens x width), got [{string.Join(", ", imageTokens.shape)}].", nameof(imageTokens));
+        }
+
+        _decoder = decoder;
+        _start = startToken;
+        EndOfSequenceTokenId = endToken;
+        _image = imageTokens.detach().alias().DetachFromDisposeScope();
+        _cache = new KeyValueCache(decoder.Layers);
+    }
+
+    /// <inheritdoc/>
+    public Device Device => _image.device;
+
+    /// <inheritdoc/>
+    public int VocabularySize => _decoder.VocabularySize;
+
+    /// <inheritdoc/>
+    public long? EndOfSequenceTokenId { get; }
+
+    /// <inheritdoc/>
+    public int? MaxNewTokens => _decoder.MaxTokens - 1;
+
+    /// <inheritdoc/>
+    public Tensor Prefill()
+    {
+        if (_started)
+        {
+            throw new InvalidOperationException("Prefill runs once, first.");
+        }
+
+        _started = true;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = tensor(new[] { _start }, device: Device).unsqueeze(0);
+        return scope.MoveToOuter(_decoder.Decode(ids, _image, _cache).select(1, -1));
+    }
+
+    /// <inheritdoc/>
+    public Tensor Advance(Tensor tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (!_started)
+        {
+            throw new InvalidOperationException("Call Prefill before Advance.");
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return scope.MoveToOuter(_decoder.Decode(tokens.reshape(-1, 1), _image, _cache).select(1, -1));
+    }
+
+    /// <inheritdoc/>
+    public void SelectRows(Tensor rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        _cache.SelectRows(rows);
+        using var scope = NewDisposeScope();
+        var image = _image.index_select(0, rows);
+        _image.Dispose();
+        _image = image.DetachFromDisposeScope();
+    }
+
+    /// <summary>Releases the cache and the image tokens.</summary>
+    public void Dispose()
+    {
+        _cache.Dispose();
+        _image.Dispose();
+    }
+}
