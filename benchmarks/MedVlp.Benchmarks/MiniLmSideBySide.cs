@@ -43,14 +43,14 @@ internal static class MiniLmSideBySide
         }
 
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("minilm/vocab.txt"));
-        Console.WriteLine($"threads {threads} (libtorch {get_num_threads()}, interop {get_num_interop_threads()}), {rounds} rounds; sentences/s, median of rounds");
+        Console.WriteLine($"threads {threads} (libtorch {get_num_threads()}, interop {get_num_interop_threads()}), OMP_WAIT_POLICY={Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "(unset)"}, {rounds} rounds; sentences/s, median of rounds");
         Console.WriteLine("batch | tokens | ONNX Runtime | TorchSharp no_grad | TorchSharp inference_mode | ratio ONNX / TorchSharp(inference_mode)");
-        foreach (var batchSize in new[] { 1, 8, 32 })
+        foreach (var batchSize in (Environment.GetEnvironmentVariable("MINILM_BATCHES") ?? "1,8,32").Split(',').Select(b => int.Parse(b, System.Globalization.CultureInfo.InvariantCulture)))
         {
             var batch = tokenizer.EncodeBatch(Enumerable.Range(0, batchSize).Select(i => Reports[i % Reports.Length]).ToArray(), 128);
             using var ids = tensor(batch.Ids.ToArray(), [batch.BatchSize, batch.SequenceLength]);
             using var mask = tensor(batch.AttentionMask.ToArray(), [batch.BatchSize, batch.SequenceLength]);
-            var iterations = Math.Max(4, 64 / batchSize);
+            var iterations = Math.Max(2, 16 / batchSize);
             var timesOnnx = new List<double>();
             var timesGrad = new List<double>();
             var timesInference = new List<double>();
