@@ -171,16 +171,15 @@ public static class TorchCheckpoint
         CheckSizes(entry, path, entry.FullName);
 
         var bytes = new byte[entry.Length];
-        using (var s = entry.Open())
+        try
         {
-            try
-            {
-                s.ReadExactly(bytes);
-            }
-            catch (Exception ex) when (ex is EndOfStreamException or InvalidDataException)
-            {
-                throw new ModelFormatException(path, entry.FullName, $"cannot read the pickle ({ex.Message}).", ex);
-            }
+            // Open() reads the entry's local header, which the central directory does not vouch for.
+            using var s = entry.Open();
+            s.ReadExactly(bytes);
+        }
+        catch (Exception ex) when (ex is EndOfStreamException or InvalidDataException)
+        {
+            throw new ModelFormatException(path, entry.FullName, $"cannot read the pickle ({ex.Message}).", ex);
         }
 
         var root = RestrictedUnpickler.Load(bytes, path, entry.FullName);
