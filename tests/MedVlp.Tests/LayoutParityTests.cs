@@ -217,6 +217,34 @@ public sealed class LayoutParityTests
         AssertClose(g.GetProperty("logits"), vit.forward(x));
     }
 
+    [Theory]
+    [InlineData("timm-vit")] // vit_base_patch16_224
+    [InlineData("lavis-eva-vit")] // EVA ViT-g, 39 blocks, with ln_vision
+    [InlineData("hf-blip2-vision")]
+    public void FullSizeModelsTakeTheReleasedNamesOnTheMetaDevice(string layoutName)
+    {
+        var meta = new Device(DeviceType.META);
+        using nn.Module module = layoutName switch
+        {
+            "timm-vit" => new VisionTransformer(VisionTransformerConfig.Base16, meta),
+            "lavis-eva-vit" => new EvaVisionTransformer(EvaVitConfig.ViTg with { PostNormEps = 1e-5 }, meta),
+            _ => new EvaVisionTransformer(EvaVitConfig.ViTg with { PostNormEps = 1e-6 }, meta),
+        };
+        var layout = WeightLayouts.Get(layoutName);
+        using var weights = JsonDocument.Parse(File.ReadAllText(TestData.Golden("weights/weights_golden.json")));
+        var mapped = weights.RootElement.GetProperty("keys").GetProperty(layoutName).EnumerateArray()
+            .Select(k => (Name: k.GetProperty("name").GetString()!, Shape: k.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray()))
+            .Where(k => !layout.IsIgnored(k.Name))
+            .ToDictionary(k => layout.Map(k.Name), k => k.Shape, StringComparer.Ordinal);
+        var expected = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape, StringComparer.Ordinal);
+        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), mapped.Keys.Order(StringComparer.Ordinal));
+        Assert.All(expected, kv => Assert.Equal(kv.Value, mapped[kv.Key]));
+        if (layoutName == "timm-vit")
+        {
+            Assert.Equal(86_567_656L, module.parameters().Sum(p => p.numel())); // timm's vit_base_patch16_224
+        }
+    }
+
     [Fact]
     public void APrefixCanBeAddedToLoadABackboneIntoABiggerModel()
     {
