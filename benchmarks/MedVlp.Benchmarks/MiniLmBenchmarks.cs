@@ -1,4 +1,6 @@
 using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
 using MedVlp.Backbones.Onnx;
 using MedVlp.Modeling;
 using MedVlp.Text;
@@ -11,7 +13,16 @@ namespace MedVlp.Benchmarks;
 /// all-MiniLM-L6-v2 (the real pretrained model from scripts/fetch-test-data.sh) on a batch of 32 report sentences:
 /// ONNX Runtime (<see cref="OnnxTextBackbone"/>) side by side with MedVlp's TorchSharp <see cref="BertModel"/> holding the
 /// same weights (read from the ONNX initializers). Sentences per second = 32 / mean.
+/// <para>
+/// Two jobs: libgomp's default wait policy (libtorch's OpenMP threads spin at every barrier) and
+/// <c>OMP_WAIT_POLICY=PASSIVE</c> (they sleep). On a machine whose cores are busy with other work the spinning threads
+/// steal each other's time slices at every one of the forward's ~150 parallel regions: that, not TorchSharp's per-op
+/// overhead, made TorchSharp 7-20x slower than ONNX Runtime here (ONNX Runtime's own pool is not affected).
+/// <c>dotnet run -c Release --project benchmarks/MedVlp.Benchmarks -- minilm</c> measures both runtimes alternately in one
+/// process (faster, for a loaded machine).
+/// </para>
 /// </summary>
+[Config(typeof(WaitPolicyConfig))]
 public class MiniLmBenchmarks : IDisposable
 {
     private static readonly string[] Reports =
@@ -62,7 +73,7 @@ public class MiniLmBenchmarks : IDisposable
     [Benchmark]
     public float TorchSharp()
     {
-        using var noGrad = no_grad();
+        using var inference = inference_mode(); // frozen and nothing upstream trains
         using var hidden = _bert.forward(_ids, _mask);
         return hidden[0, 0, 0].item<float>();
     }
@@ -75,5 +86,15 @@ public class MiniLmBenchmarks : IDisposable
         _ids?.Dispose();
         _mask?.Dispose();
         GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>The default job and one with <c>OMP_WAIT_POLICY=PASSIVE</c> (set in the benchmark process's environment before libtorch loads).</summary>
+internal sealed class WaitPolicyConfig : ManualConfig
+{
+    public WaitPolicyConfig()
+    {
+        AddJob(Job.Default.WithId("omp-spin"));
+        AddJob(Job.Default.WithEnvironmentVariables(new EnvironmentVariable("OMP_WAIT_POLICY", "PASSIVE")).WithId("omp-passive"));
     }
 }

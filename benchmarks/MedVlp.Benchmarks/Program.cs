@@ -25,6 +25,14 @@ if (args.Length > 0 && args[0] == "loader-vs-cached")
     return;
 }
 
+if (args.Length > 0 && args[0] == "minilm")
+{
+    MiniLmSideBySide.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 5,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 2);
+    return;
+}
+
 if (args.Length > 0 && args[0] == "retrieval")
 {
     RetrievalSideBySide.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15, args.Length > 2 ? args[2] : null);

@@ -9,7 +9,7 @@
 set -euo pipefail
 target="${1:-dicom}"
 minutes="${2:-10}"
-case "$target" in dicom|nifti|metaimage|nrrd|package|safetensors) ;; *) echo "usage: run-fuzz.sh [dicom|nifti|metaimage|nrrd|package|safetensors] [MINUTES]" >&2; exit 2 ;; esac
+case "$target" in dicom|nifti|metaimage|nrrd|package|safetensors|torchzip|pickle) ;; *) echo "usage: run-fuzz.sh [dicom|nifti|metaimage|nrrd|package|safetensors|torchzip|pickle] [MINUTES]" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data="${MEDVLP_TESTDATA:-$root/.testdata}"
@@ -24,7 +24,7 @@ fi
 rm -rf "$here/out" "$here/out-replay"
 dotnet publish "$here/MedVlp.Fuzz/MedVlp.Fuzz.csproj" -c Release -o "$here/out" --nologo -v q
 cp -r "$here/out" "$here/out-replay"
-if [ "$target" = safetensors ]; then "$tools/sharpfuzz" "$here/out/MedVlp.dll"; else "$tools/sharpfuzz" "$here/out/MedVlp.Volumes.dll"; fi
+if [ "$target" = safetensors ] || [ "$target" = torchzip ] || [ "$target" = pickle ]; then "$tools/sharpfuzz" "$here/out/MedVlp.dll"; else "$tools/sharpfuzz" "$here/out/MedVlp.Volumes.dll"; fi
 if [ "$target" = package ]; then
   "$tools/sharpfuzz" "$here/out/MedVlp.dll"
 fi
@@ -44,6 +44,19 @@ if [ "$target" = safetensors ]; then
   # Seeds: the golden BERT checkpoint (F32) and a 3-tensor file with F16/BF16/I64.
   cp "$root"/tests/golden/data/weights/bert_tiny.safetensors "$corpus/"
   printf '\xa3\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1,1],"data_offsets":[4,6]},"c":{"dtype":"I64","shape":[],"data_offsets":[6,14]}}\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' > "$corpus/small.safetensors"
+fi
+# torch.save: torchzip takes whole archives (the reader's golden cases: dtypes and views, a nested training checkpoint,
+# a pickle naming os.system); pickle takes data.pkl alone, put back into views.pt (MEDVLP_FUZZ_TORCH_BASE) by the harness.
+if [ "$target" = torchzip ]; then
+  cp "$root"/tests/golden/data/weights/views.pt "$root"/tests/golden/data/weights/training_checkpoint.pth \
+     "$root"/tests/golden/data/weights/evil_global.pt "$corpus/"
+fi
+if [ "$target" = pickle ]; then
+  for f in views.pt training_checkpoint.pth evil_global.pt; do
+    /usr/bin/python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); n = [e for e in z.namelist() if e.endswith("/data.pkl")][0]; open(sys.argv[2], "wb").write(z.read(n))' \
+      "$root/tests/golden/data/weights/$f" "$corpus/${f%.*}.pkl"
+  done
+  export MEDVLP_FUZZ_TORCH_BASE="$root/tests/golden/data/weights/views.pt"
 fi
 # DICOM: small seeds cover every syntax the parser handles: implicit/explicit LE, BE, deflated, RLE, no meta, sequences.
 if [ "$target" = dicom ]; then
@@ -92,6 +105,10 @@ if [ "$target" = package ]; then
   MEDVLP_TESTDATA="$data" dotnet "$here/out-replay/MedVlp.Fuzz.dll" package --make-seed "$here/package-seed"
   cp "$here/package-seed/seed.txt" "$corpus/"
   export MEDVLP_FUZZ_WEIGHTS="$here/package-seed/model.safetensors" DOTNET_GCHeapHardLimit=0x20000000
+  memory_limit=(-m 8192)
+elif [ "$target" = torchzip ] || [ "$target" = pickle ]; then
+  # libtorch is loaded (tensors are built); the same cap and managed-heap limit as the package target.
+  export DOTNET_GCHeapHardLimit=0x20000000
   memory_limit=(-m 8192)
 else
   memory_limit=(-m none)

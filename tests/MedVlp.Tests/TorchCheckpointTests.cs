@@ -99,6 +99,71 @@ public sealed class TorchCheckpointTests
     }
 
     [Fact]
+    public void AnEndOfDirectoryRecordThatMiscountsTheEntriesIsRefusedAndTheFileIsClosed()
+    {
+        // Fuzzer finding (torchzip target): .NET reads the zip's central directory lazily, so a record whose entry count
+        // disagrees with the directory escaped as InvalidDataException and left the file open.
+        using var folder = TestData.NewTempFolder();
+        var bytes = File.ReadAllBytes(TestData.Golden("weights/views.pt"));
+        var eocd = LastIndexOf(bytes, [0x50, 0x4b, 0x05, 0x06]);
+        Assert.True(eocd > 0);
+        BitConverter.GetBytes((ushort)(BitConverter.ToUInt16(bytes, eocd + 10) + 1)).CopyTo(bytes, eocd + 10); // entries on this disk
+        BitConverter.GetBytes((ushort)(BitConverter.ToUInt16(bytes, eocd + 8) + 1)).CopyTo(bytes, eocd + 8);
+        var path = folder.File("miscounted.pt");
+        File.WriteAllBytes(path, bytes);
+
+        var ex = Assert.Throws<ModelFormatException>(() => TorchCheckpoint.Load(path));
+        Assert.Equal(path, ex.FilePath);
+        Assert.Equal("zip directory", ex.Field);
+        Assert.Throws<ModelFormatException>(() => WeightFile.Inspect(path));
+        using (File.Open(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            // Opened exclusively: no handle was left behind.
+        }
+    }
+
+    [Fact]
+    public void ACorruptLocalHeaderOfThePickleIsAModelFormatException()
+    {
+        // Fuzzer finding (torchzip target): the entry's local header is read by ZipArchiveEntry.Open, which threw
+        // InvalidDataException ("A local file header is corrupt") outside the reader's guard.
+        using var folder = TestData.NewTempFolder();
+        var bytes = File.ReadAllBytes(TestData.Golden("weights/views.pt"));
+        // The central-directory record of <name>/data.pkl: point its local-header offset one byte past the real header.
+        var at = IndexOf(bytes, [0x50, 0x4b, 0x01, 0x02]);
+        for (; at >= 0; at = IndexOf(bytes, [0x50, 0x4b, 0x01, 0x02], at + 4))
+        {
+            var nameLength = BitConverter.ToUInt16(bytes, at + 28);
+            if (System.Text.Encoding.ASCII.GetString(bytes, at + 46, nameLength).EndsWith("/data.pkl", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        Assert.True(at >= 0);
+        BitConverter.GetBytes(BitConverter.ToUInt32(bytes, at + 42) + 1).CopyTo(bytes, at + 42);
+        var path = folder.File("corrupt-local-header.pt");
+        File.WriteAllBytes(path, bytes);
+
+        var ex = Assert.Throws<ModelFormatException>(() => TorchCheckpoint.Load(path));
+        Assert.Equal(path, ex.FilePath);
+        Assert.EndsWith("data.pkl", ex.Field, StringComparison.Ordinal);
+    }
+
+    private static int LastIndexOf(byte[] data, byte[] pattern)
+    {
+        for (var i = data.Length - pattern.Length; i >= 0; i--)
+        {
+            if (data.AsSpan(i, pattern.Length).SequenceEqual(pattern))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    [Fact]
     public void AZipDirectoryThatLiesAboutSizesIsRefusedBeforeAllocating()
     {
         using var folder = TestData.NewTempFolder();

@@ -11,15 +11,15 @@ using SharpFuzz;
 // (VolumeFormatException; for packages also ModelFormatException; safetensors: a validated header or ModelFormatException). Anything else (IndexOutOfRange, OutOfMemory, an
 // endless loop caught by AFL's timeout, a native abort) is a bug.
 //   medvlp-fuzz TARGET                  run under afl-fuzz (SharpFuzz out-of-process mode);
-//                                       TARGET = dicom | nifti | metaimage | nrrd | package | safetensors
+//                                       TARGET = dicom | nifti | metaimage | nrrd | package | safetensors | torchzip | pickle
 //   medvlp-fuzz TARGET --replay FILES   run inputs once each without AFL (to check crashes and turn them into tests);
 //                                       use an uninstrumented build (run-fuzz.sh publishes one to out-replay/)
 //   medvlp-fuzz package --make-seed DIR write a tiny model package's seed input and weights to DIR (uninstrumented build)
 // Nothing from MedVlp.Volumes or MedVlp may run before Fuzzer.OutOfProcess.Run: instrumented code needs AFL's trace map.
-string[] targets = ["dicom", "nifti", "metaimage", "nrrd", "package", "safetensors"];
+string[] targets = ["dicom", "nifti", "metaimage", "nrrd", "package", "safetensors", "torchzip", "pickle"];
 if (args.Length == 0 || !targets.Contains(args[0]))
 {
-    Console.Error.WriteLine("usage: MedVlp.Fuzz dicom|nifti|metaimage|nrrd|package|safetensors [--replay FILE... | --make-seed DIR]");
+    Console.Error.WriteLine("usage: MedVlp.Fuzz dicom|nifti|metaimage|nrrd|package|safetensors|torchzip|pickle [--replay FILE... | --make-seed DIR]");
     return 2;
 }
 
@@ -30,7 +30,7 @@ if (target == "package" && args.Length > 2 && args[1] == "--make-seed")
     return 0;
 }
 
-var scratch = Path.Combine(Path.GetTempPath(), $"medvlp-fuzz-{Environment.ProcessId}.{target switch { "nifti" => "nii", "safetensors" => "safetensors", _ => "dcm" }}");
+var scratch = Path.Combine(Path.GetTempPath(), $"medvlp-fuzz-{Environment.ProcessId}.{target switch { "nifti" => "nii", "safetensors" => "safetensors", "torchzip" or "pickle" => "pt", _ => "dcm" }}");
 
 // MetaImage, NRRD and packages get a folder: detached headers may name the data files beside them (data.raw, s1.raw,
 // s2.raw), and nothing outside it may ever be read.
@@ -81,6 +81,12 @@ void Run(Stream input)
     if (target == "package")
     {
         PackageTarget.Run(input, folder);
+        return;
+    }
+
+    if (target is "torchzip" or "pickle")
+    {
+        TorchTarget.Run(input, scratch, target == "pickle");
         return;
     }
 
@@ -257,5 +263,73 @@ internal static class PackageTarget
 
         parts.Add(bytes[start..]);
         return parts;
+    }
+}
+
+/// <summary>
+/// The torch.save targets. <c>torchzip</c>: the input is a whole archive (zip directory, entry sizes, byteorder, the
+/// pickle, the storages). <c>pickle</c>: the input is only <c>data.pkl</c>, put into a copy of a fixed base archive
+/// (<c>MEDVLP_FUZZ_TORCH_BASE</c>, a real torch.save file) so that mutations reach the restricted unpickler instead of
+/// breaking the zip. Either way <see cref="MedVlp.Weights.TorchCheckpoint.Load"/> must return tensors or end in
+/// <see cref="MedVlp.Serialization.ModelFormatException"/>.
+/// </summary>
+internal static class TorchTarget
+{
+    private static readonly Lazy<(string Prefix, List<(string Name, byte[] Data)> Entries)> Base = new(() =>
+    {
+        var path = Environment.GetEnvironmentVariable("MEDVLP_FUZZ_TORCH_BASE")
+            ?? throw new InvalidOperationException("set MEDVLP_FUZZ_TORCH_BASE to a torch.save archive (run-fuzz.sh uses tests/golden/data/weights/views.pt)");
+        using var archive = System.IO.Compression.ZipFile.OpenRead(path);
+        var pickle = archive.Entries.Single(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal)).FullName;
+        var entries = new List<(string, byte[])>();
+        foreach (var e in archive.Entries.Where(e => e.FullName != pickle))
+        {
+            using var s = e.Open();
+            using var m = new MemoryStream();
+            s.CopyTo(m);
+            entries.Add((e.FullName, m.ToArray()));
+        }
+
+        return (pickle[..^"data.pkl".Length], entries);
+    });
+
+    public static void Run(Stream input, string scratch, bool pickleOnly)
+    {
+        using (input)
+        using (var file = File.Create(scratch))
+        {
+            if (!pickleOnly)
+            {
+                input.CopyTo(file);
+            }
+            else
+            {
+                var (prefix, entries) = Base.Value;
+                using var zip = new System.IO.Compression.ZipArchive(file, System.IO.Compression.ZipArchiveMode.Create);
+                using (var pkl = zip.CreateEntry(prefix + "data.pkl", System.IO.Compression.CompressionLevel.NoCompression).Open())
+                {
+                    input.CopyTo(pkl);
+                }
+
+                foreach (var (name, data) in entries)
+                {
+                    using var s = zip.CreateEntry(name, System.IO.Compression.CompressionLevel.NoCompression).Open();
+                    s.Write(data);
+                }
+            }
+        }
+
+        try
+        {
+            var tensors = MedVlp.Weights.TorchCheckpoint.Load(scratch);
+            foreach (var t in tensors.Values)
+            {
+                t.Dispose();
+            }
+        }
+        catch (MedVlp.Serialization.ModelFormatException)
+        {
+            // The documented outcome for bad input.
+        }
     }
 }

@@ -58,10 +58,15 @@ public static class TokenizerStore
         {
             "wordpiece" => WordPieceTextTokenizer.FromVocabularyFile(Path.Combine(directory, WordPieceTextTokenizer.VocabularyFileName),
                 new WordPieceTokenizerOptions { LowerCase = config.LowerCase ?? true }),
-            "gpt2-bpe" => new Gpt2TextTokenizer(new Gpt2TokenizerOptions { AddBeginningOfSequence = config.AddBos ?? false, AddEndOfSequence = config.AddEos ?? false }),
+            "gpt2-bpe" => File.Exists(Path.Combine(directory, Gpt2TextTokenizer.VocabularyFileName))
+                ? Gpt2TextTokenizer.FromFiles(Path.Combine(directory, Gpt2TextTokenizer.VocabularyFileName), Path.Combine(directory, Gpt2TextTokenizer.MergesFileName), Gpt2Options(config))
+                : new Gpt2TextTokenizer(Gpt2Options(config)),
             _ => throw new InvalidDataException($"{configPath}: kind: expected \"wordpiece\" or \"gpt2-bpe\", found \"{config.Kind}\"."),
         };
     }
+
+    private static Gpt2TokenizerOptions Gpt2Options(StoredTokenizer config) =>
+        new() { AddBeginningOfSequence = config.AddBos ?? false, AddEndOfSequence = config.AddEos ?? false };
 
     /// <summary>The names of the tokenizers stored under <paramref name="modelDirectory"/>.</summary>
     public static IReadOnlyList<string> Names(string modelDirectory)

@@ -115,38 +115,49 @@ public static class TorchCheckpoint
         }
 
         var stream = File.OpenRead(path);
-        ZipArchive archive;
+        ZipArchive? archive = null;
         try
         {
             archive = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false);
+
+            // The central directory is read lazily: enumerate it here, where a damaged one is reported (and the file closed).
+            var pickles = archive.Entries.Where(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1).ToList();
+            if (pickles.Count != 1)
+            {
+                throw new ModelFormatException(path, "data.pkl", $"expected one <name>/data.pkl in the archive, found {pickles.Count}.");
+            }
+
+            prefix = pickles[0].FullName[..^"data.pkl".Length];
+            var byteOrder = archive.GetEntry(prefix + "byteorder");
+            if (byteOrder is not null)
+            {
+                if (byteOrder.Length > 16)
+                {
+                    throw new ModelFormatException(path, prefix + "byteorder", $"{byteOrder.Length} bytes; expected \"little\" or \"big\".");
+                }
+
+                using var reader = new StreamReader(byteOrder.Open());
+                var order = reader.ReadToEnd().Trim();
+                if (order != "little")
+                {
+                    throw new ModelFormatException(path, prefix + "byteorder", $"\"{order}\": only little-endian checkpoints are read.");
+                }
+            }
+
+            return archive;
         }
         catch (InvalidDataException ex)
         {
+            archive?.Dispose();
             stream.Dispose();
             throw new ModelFormatException(path, "zip directory", $"the archive is damaged ({ex.Message}).", ex);
         }
-
-        var pickles = archive.Entries.Where(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1).ToList();
-        if (pickles.Count != 1)
+        catch
         {
-            archive.Dispose();
-            throw new ModelFormatException(path, "data.pkl", $"expected one <name>/data.pkl in the archive, found {pickles.Count}.");
+            archive?.Dispose();
+            stream.Dispose();
+            throw;
         }
-
-        prefix = pickles[0].FullName[..^"data.pkl".Length];
-        var byteOrder = archive.GetEntry(prefix + "byteorder");
-        if (byteOrder is not null)
-        {
-            using var reader = new StreamReader(byteOrder.Open());
-            var order = reader.ReadToEnd().Trim();
-            if (order != "little")
-            {
-                archive.Dispose();
-                throw new ModelFormatException(path, prefix + "byteorder", $"\"{order}\": only little-endian checkpoints are read.");
-            }
-        }
-
-        return archive;
     }
 
     private static Dictionary<string, PickledTensor> ReadTensors(ZipArchive archive, string prefix, string path)
@@ -160,16 +171,15 @@ public static class TorchCheckpoint
         CheckSizes(entry, path, entry.FullName);
 
         var bytes = new byte[entry.Length];
-        using (var s = entry.Open())
+        try
         {
-            try
-            {
-                s.ReadExactly(bytes);
-            }
-            catch (Exception ex) when (ex is EndOfStreamException or InvalidDataException)
-            {
-                throw new ModelFormatException(path, entry.FullName, $"cannot read the pickle ({ex.Message}).", ex);
-            }
+            // Open() reads the entry's local header, which the central directory does not vouch for.
+            using var s = entry.Open();
+            s.ReadExactly(bytes);
+        }
+        catch (Exception ex) when (ex is EndOfStreamException or InvalidDataException)
+        {
+            throw new ModelFormatException(path, entry.FullName, $"cannot read the pickle ({ex.Message}).", ex);
         }
 
         var root = RestrictedUnpickler.Load(bytes, path, entry.FullName);

@@ -152,7 +152,7 @@ public static class WeightLoader
         var report = new WeightLoadReport(plan.Select(p => p.Name).ToList(), missing, unexpected, ignored, mismatched);
         if (options.Strict && !report.IsComplete)
         {
-            throw new ModelFormatException(sourcePath, layout?.Name ?? "state dict", $"the weights do not fit {module.GetName()} (strict load; nothing was changed): {report.Describe()}.");
+            throw new ModelFormatException(sourcePath, layout?.Name ?? "state dict", $"the weights do not fit {module.GetName()} (strict load; nothing was changed): {report.Describe()}.{LayoutHint(source.Keys, options)}");
         }
 
         using (no_grad())
@@ -166,6 +166,36 @@ public static class WeightLoader
         }
 
         return report;
+    }
+
+    /// <summary>When the names look like another layout (or like one under a prefix), says which options would read them.</summary>
+    private static string LayoutHint(IEnumerable<string> sourceNames, WeightLoadOptions options)
+    {
+        var strip = options.StripPrefix ?? "";
+        var names = sourceNames.Where(n => n.StartsWith(strip, StringComparison.Ordinal)).Select(n => n[strip.Length..]).ToList();
+        var used = options.Layout is null ? "MedVlp's own names (no layout)" : $"layout {options.Layout}";
+
+        // A training checkpoint or a DataParallel wrapper: every name starts with one segment ("model.", "module.").
+        var first = names.Select(n => n.IndexOf('.', StringComparison.Ordinal) is var dot and > 0 ? n[..(dot + 1)] : "").Distinct(StringComparer.Ordinal).ToList();
+        if (first.Count == 1 && first[0].Length > 0)
+        {
+            var under = Matching(names.Select(n => n[first[0].Length..]));
+            if (under.Count > 0)
+            {
+                return $" Under the common prefix \"{first[0]}\" the names match layout {string.Join(" / ", under)}: add StripPrefix = \"{strip}{first[0]}\".";
+            }
+        }
+
+        var matching = Matching(names);
+        return matching.Count == 0 || matching.Contains(options.Layout ?? "", StringComparer.OrdinalIgnoreCase)
+            ? ""
+            : $" The file's tensor names match layout {string.Join(" / ", matching)}; this load used {used}.";
+
+        static List<string> Matching(IEnumerable<string> names)
+        {
+            var list = names.ToList();
+            return WeightLayouts.All.Where(l => l.Matches(list)).Select(l => l.Name).ToList();
+        }
     }
 
     private static string Describe(long[] shape, ScalarType dtype) => $"[{string.Join(", ", shape)}] {dtype}";

@@ -39,13 +39,20 @@ public sealed record EvaVitConfig
     /// <summary>Largest stochastic-depth probability (linearly increasing over the blocks).</summary>
     public double DropPathRate { get; init; }
 
+    /// <summary>
+    /// Epsilon of a LayerNorm over the output tokens, registered as <c>ln_vision</c>: BLIP-2 applies one after the ViT
+    /// (LAVIS <c>ln_vision</c>, torch's default 1e-5; Hugging Face <c>post_layernorm</c>, <c>layer_norm_eps</c> 1e-6).
+    /// Null (the default, as LAVIS' <c>eva_vit</c> and MedBLIP build the ViT) for none.
+    /// </summary>
+    public double? PostNormEps { get; init; }
+
     /// <summary>Patches along each side.</summary>
     public int GridSize => ImageSize / PatchSize;
 
     internal void Validate()
     {
         if (ImageSize <= 0 || PatchSize <= 0 || ImageSize % PatchSize != 0 || InChannels <= 0 || Width <= 0 || Depth < 0 || Heads <= 0 ||
-            Width % Heads != 0 || !(MlpRatio > 0) || LayerNormEps <= 0 || DropPathRate is < 0 or >= 1)
+            Width % Heads != 0 || !(MlpRatio > 0) || LayerNormEps <= 0 || DropPathRate is < 0 or >= 1 || PostNormEps is <= 0)
         {
             throw new ArgumentException($"Invalid EVA ViT configuration {this}: the image size must be a multiple of the patch size and the width of the heads.");
         }
@@ -56,7 +63,8 @@ public sealed record EvaVitConfig
 /// The EVA vision transformer of LAVIS / BLIP-2 / MedBLIP, with its state-dict names: <c>patch_embed.proj</c>,
 /// <c>cls_token</c>, <c>pos_embed</c>, <c>blocks.{i}.norm1</c>, <c>attn.qkv</c> (no bias), <c>attn.q_bias</c>,
 /// <c>attn.v_bias</c>, <c>attn.proj</c>, <c>norm2</c>, <c>mlp.fc1</c>, <c>mlp.fc2</c>; no final norm (BLIP-2 applies
-/// <c>ln_vision</c> outside). <c>forward(images)</c> returns the tokens (B x (1 + N) x width), the CLS token first.
+/// <c>ln_vision</c> outside, or inside when <see cref="EvaVitConfig.PostNormEps"/> is set). <c>forward(images)</c> returns
+/// the tokens (B x (1 + N) x width), the CLS token first.
 /// </summary>
 public sealed class EvaVisionTransformer : Module<Tensor, Tensor>, INoWeightDecay
 {
@@ -65,6 +73,7 @@ public sealed class EvaVisionTransformer : Module<Tensor, Tensor>, INoWeightDeca
     private readonly Parameter cls_token;
     private readonly Parameter pos_embed;
     private readonly ModuleList<TransformerLayer> blocks;
+    private readonly LayerNorm? ln_vision;
 #pragma warning restore IDE1006, SA1300
 
     /// <summary>Creates the model (LAVIS initialisation: normal std 0.02, zero biases, unless on <c>meta</c>).</summary>
@@ -90,6 +99,7 @@ public sealed class EvaVisionTransformer : Module<Tensor, Tensor>, INoWeightDeca
                 DropPath = config.Depth > 1 ? config.DropPathRate * i / (config.Depth - 1) : 0,
             },
             device)).ToArray());
+        ln_vision = config.PostNormEps is { } eps ? LayerNorm(config.Width, eps, device: device) : null;
         RegisterComponents();
         if (device is null || device.type != DeviceType.META)
         {
@@ -114,17 +124,18 @@ public sealed class EvaVisionTransformer : Module<Tensor, Tensor>, INoWeightDeca
     /// <summary>The configuration.</summary>
     public EvaVitConfig Config { get; }
 
-    /// <summary>Tokens (B x (1 + N) x width) of (B x C x H x W) images.</summary>
+    /// <summary>Tokens (B x (1 + N) x width) of (B x C x H x W) images (after <c>ln_vision</c> when the model has it).</summary>
     public override Tensor forward(Tensor images)
     {
         using var scope = NewDisposeScope();
         var x = patch_embed.forward(images);
         x = cat([cls_token.expand(x.shape[0], -1, -1), x], 1) + pos_embed;
-        return scope.MoveToOuter(ForwardBlocks(x));
+        x = ForwardBlocks(x);
+        return scope.MoveToOuter(ln_vision is null ? x : ln_vision.forward(x));
     }
 
     /// <summary>
-    /// Runs only the transformer blocks on tokens embedded elsewhere (MedBLIP: a trained 3D patch embedding and 3D
+    /// Runs only the transformer blocks (not <c>ln_vision</c>) on tokens embedded elsewhere (MedBLIP: a trained 3D patch embedding and 3D
     /// position embedding in front of the frozen 2D blocks). Gradients flow through to those tokens.
     /// </summary>
     public Tensor ForwardBlocks(Tensor tokens)
