@@ -104,6 +104,10 @@ public sealed class MedBlipModel : CompositeModel, IVolumeInputModel
     /// <summary>The Q-Former.</summary>
     public QFormer QFormer => Qformer;
 
+    /// <summary>The vision encoder (trainable 3D embedding, frozen EVA blocks): a 2D EVA checkpoint's <c>blocks.*</c> and
+    /// <c>cls_token</c> load into it by name.</summary>
+    public MedBlipVisionEncoder VisionEncoder => visual_encoder;
+
     /// <summary>The learnable temperature (0-d).</summary>
     public Parameter Temperature => temp;
 
