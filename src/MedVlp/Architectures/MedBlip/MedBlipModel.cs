@@ -121,7 +121,8 @@ public sealed class MedBlipModel : CompositeModel, IVolumeInputModel
     /// Holds the frozen parts, the EVA blocks and the language model, in <paramref name="dtype"/> (float32, float16 or
     /// bfloat16; the released code holds both in fp16) to halve their memory. The trainable parts (3D embedding,
     /// <c>ln_vision</c>, Q-Former, projections, temperature) stay float32; activations are cast at the boundaries, so
-    /// gradients still flow through the frozen parts. Call it after loading weights; float32 undoes it.
+    /// gradients still flow through the frozen parts. Call it after loading weights; float32 casts back, but the
+    /// 16-bit rounding of the frozen weights stays (reload them for exact float32).
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="dtype"/> is not a float type this supports.</exception>
     public void SetFrozenPrecision(ScalarType dtype)
