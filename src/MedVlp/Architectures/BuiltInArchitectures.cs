@@ -17,6 +17,7 @@ internal static class BuiltInArchitectures
     {
         ModelRegistry.Register(MedBlip.MedBlipArchitecture.Descriptor);
         ModelRegistry.Register(MFlag.MFlagArchitecture.Descriptor);
+        ModelRegistry.Register(Prior.PriorArchitecture.Descriptor);
         Training.RecipeArchitectures.Register(MedBlip.MedBlipArchitecture.Recipe);
     }
 }
