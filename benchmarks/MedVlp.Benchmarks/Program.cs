@@ -54,4 +54,12 @@ if (args.Length > 0 && args[0] == "train-step")
     return;
 }
 
+if (args.Length > 0 && args[0] == "medblip")
+{
+    MedBlipSideBySide.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 10);
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -192,7 +192,7 @@ public sealed class VisionLanguageModel : IDisposable
     /// (B x C x D x H x W) tensor on <see cref="Device"/>.</summary>
     internal Tensor PrepareVolumes(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
     {
-        var expected = DualEncoder.ImageInputShape;
+        var expected = Module is IVolumeInputModel input ? input.ImageInputShape : DualEncoder.ImageInputShape;
         var prepared = new Volume[volumes.Count];
         Parallel.For(0, volumes.Count, new ParallelOptions { CancellationToken = cancellationToken }, n =>
         {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using MedVlp.Modeling;
+using MedVlp.Synthetic;
 using MedVlp.Testing;
 using MedVlp.Text;
 using MedVlp.Volumes;
@@ -66,6 +67,37 @@ public sealed partial class SampleTests
         var result = SampleRunner.Run("QuickStart");
         Assert.Equal(2, result.ExitCode);
         Assert.StartsWith("usage: QuickStart VOLUME MODEL", result.StdErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AskMedBlipAnswersAsTheLibraryDoes()
+    {
+        using var folder = TestData.NewTempFolder();
+        var modelDir = folder.File("medblip");
+        var volumePath = TestData.File("mricron/ch2.nii.gz");
+        string expectedAnswer;
+        MedVlp.Architectures.MedBlip.MedBlipDiagnosis expectedDiagnosis;
+        var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt"));
+        using (var model = VisionLanguageModel.Create(MedVlp.Architectures.MedBlip.MedBlipConfig.Tiny(tokenizer.VocabularySize), tokenizer, MedVlp.Training.TrainingRecipe.Preprocessing(32), seed: 5))
+        {
+            model.Save(modelDir);
+            var assistant = new MedVlp.Architectures.MedBlip.MedBlipAssistant(model);
+            var volume = VolumeReader.Read(volumePath);
+            expectedAnswer = assistant.Ask([volume], ["Is there atrophy?"], [null], maxTokens: 16)[0];
+            expectedDiagnosis = assistant.DiagnoseGenerative([volume], [null])[0];
+        }
+
+        var result = SampleRunner.Run("AskMedBlip", modelDir, volumePath, "Is there atrophy?");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("model:      medblip,", result.StdOut, StringComparison.Ordinal);
+        Assert.Contains("volume:     nifti1, 181x217x181 voxels", result.StdOut, StringComparison.Ordinal);
+        Assert.Contains($"answer:     {expectedAnswer}\n", result.StdOut, StringComparison.Ordinal);
+        Assert.Contains($"generative: {expectedDiagnosis.Diagnosis?.Code() ?? "unmatched"} (\"{expectedDiagnosis.Answer}\")", result.StdOut, StringComparison.Ordinal);
+        Assert.Matches(@"contrastive: (CN|MCI|AD) \(", result.StdOut);
+
+        var usage = SampleRunner.Run("AskMedBlip");
+        Assert.Equal(2, usage.ExitCode);
+        Assert.StartsWith("usage: AskMedBlip MODEL VOLUME", usage.StdErr, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -51,10 +51,12 @@ internal static class DemoCommand
             TorchSharp.torch.set_num_threads(n);
             if (parse.GetValue(arch) == "medblip")
             {
+                // Options left at their (clip3d / colipri) defaults take MedBLIP's own.
+                static bool Given(System.CommandLine.Parsing.OptionResult? result) => result is { Implicit: false };
                 return MedBlipDemo.Run(
-                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 360 : parse.GetValue(train),
-                    parse.GetResult(test) is null ? 90 : parse.GetValue(test), parse.GetResult(steps) is null ? 400 : parse.GetValue(steps),
-                    parse.GetResult(batch) is null ? 24 : parse.GetValue(batch), cancellationToken);
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), Given(parse.GetResult(train)) ? parse.GetValue(train) : 360,
+                    Given(parse.GetResult(test)) ? parse.GetValue(test) : 90, Given(parse.GetResult(steps)) ? parse.GetValue(steps) : 400,
+                    Given(parse.GetResult(batch)) ? parse.GetValue(batch) : 24, cancellationToken);
             }
 
             if (parse.GetValue(arch) is "prior" or "prior3d")

@@ -3,7 +3,9 @@ using System.Globalization;
 using MedVlp.Architectures.MedBlip;
 using MedVlp.Modeling.Backbones;
 using MedVlp.Synthetic;
+using MedVlp.Losses;
 using MedVlp.Text;
+using MedVlp.Training;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -36,10 +38,10 @@ internal static class MedBlipDemo
         var text = assistant.Text;
         IReadOnlyList<SyntheticBrainCase> trainCases = [];
         IReadOnlyList<SyntheticBrainCase> testCases = [];
-        Tensor? trainVolumes = null;
         var history = new List<IReadOnlyDictionary<string, double>>();
         var lmHistory = new List<double>();
-        var lmSteps = Math.Max(50, steps / 2);
+        var lmSteps = Math.Max(50, (int)Math.Ceiling(0.4 * steps));
+        var trainDir = Path.Combine(outDir, "train");
         var progressColumns = new ProgressColumn[] { new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn() };
         AnsiConsole.Progress().AutoClear(false).HideCompleted(false).Columns(progressColumns).Start(ctx =>
         {
@@ -48,36 +50,48 @@ internal static class MedBlipDemo
             trainCases = SyntheticBrainDataset.Generate(trainCount, seed, progress: report, cancellationToken: cancellationToken);
             testCases = SyntheticBrainDataset.Generate(testCount, seed, firstIndex: trainCount, progress: report, cancellationToken: cancellationToken);
             generate.Value = generate.MaxValue;
-            trainVolumes = assistant.Prepare([.. trainCases.Select(c => c.Volume)]).DetachFromDisposeScope();
 
-            var random = new Random(seed);
-            manual_seed(seed);
+            // The batches carry each record as text (TrainingBatch.Reports): the objectives split it into EHR text and answer.
+            using var data = new PreparedTrainingData([.. trainCases.Select(c => c.Volume)], [.. trainCases.Select(c => c.Ehr)],
+                v => model.PrepareVolumesForTraining(v, cancellationToken),
+                new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = config.MaxTextTokens }), batchSize, seed, cancellationToken);
+
+            // Demo-only: the tiny language model starts random, where MedBLIP's is a pre-trained BioMedLM. It first learns the
+            // EHR text's language (prompt -> answer, no image) for a few steps, and is then frozen as MedBLIP freezes BioMedLM.
             var pretrain = ctx.AddTask("Language model on EHR text", maxValue: lmSteps);
-            PretrainLanguageModel(medblip, text, trainCases, lmSteps, batchSize, random, lmHistory, pretrain, cancellationToken);
-
-            var training = ctx.AddTask("Training MedBLIP", maxValue: steps);
-            using var trainer = new MedBlipTrainer(medblip, new MedBlipTrainerOptions { LearningRate = 1e-3 });
-            var order = new List<int>();
-            for (var step = 0; step < steps; step++)
+            medblip.Unfreeze(MedBlipModel.LanguageModelComponent);
+            using (var warmStart = new LanguageModelWarmStartObjective(medblip.LanguageModel, text))
+            using (var lmTrainer = new Trainer(warmStart, new TrainerOptions
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                if (order.Count < batchSize)
+                Optimizer = new OptimizerSettings { LearningRate = 3e-3, WeightDecay = 0.01, Beta2 = 0.999, Epsilon = 1e-8 },
+                Schedule = LearningRateSchedule.WarmupCosine(0.05),
+                Steps = lmSteps,
+                Seed = seed,
+            }))
+            {
+                lmTrainer.Fit(data, progress: new InlineProgress<TrainingProgress>(p =>
                 {
-                    order.AddRange(Enumerable.Range(0, trainCount).OrderBy(_ => random.Next()));
-                }
-
-                var rows = order.Take(batchSize).ToArray();
-                order.RemoveRange(0, batchSize);
-                using var scope = NewDisposeScope();
-                var batch = text.Batch(trainVolumes.index_select(0, tensor(rows.Select(r => (long)r).ToArray())), [.. rows.Select(r => trainCases[r].Ehr)]);
-                var terms = trainer.Step(batch, trainer.LearningRateAt(step, steps));
-                history.Add(terms);
-                training.Value = step + 1;
-                training.Description = string.Create(CultureInfo.InvariantCulture,
-                    $"Training MedBLIP (itc {terms["itc_report"]:F2} + {terms["itc_qa"]:F2}, lm {terms["lm"]:F2})");
+                    lmHistory.Add(p.Losses["total"]);
+                    pretrain.Value = p.Step;
+                    pretrain.Description = string.Create(CultureInfo.InvariantCulture, $"Language model on EHR text (loss {p.Losses["total"]:F2})");
+                }), cancellationToken: cancellationToken);
             }
+
+            medblip.Freeze(MedBlipModel.LanguageModelComponent);
+
+            // MedBLIP proper (recipe "medblip"): 3D embedding, Q-Former and projections on ITC(report) + ITC(QA) + LM.
+            var recipe = TrainingRecipe.Resolve("medblip-demo") with { Steps = steps, Seed = seed, Data = new DataSettings { BatchSize = batchSize } };
+            var training = ctx.AddTask("Training MedBLIP", maxValue: steps);
+            using var objective = new MedBlipObjective(model);
+            using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(trainDir));
+            trainer.Fit(data, progress: new InlineProgress<TrainingProgress>(p =>
+            {
+                history.Add(p.Losses);
+                training.Value = p.Step;
+                training.Description = string.Create(CultureInfo.InvariantCulture,
+                    $"Training MedBLIP (itc {p.Losses["itc_report"]:F2} + {p.Losses["itc_qa"]:F2}, lm {p.Losses["lm"]:F2})");
+            }), cancellationToken: cancellationToken);
         });
-        trainVolumes?.Dispose();
         medblip.eval();
 
         var contexts = testCases.Select(c => (string?)MedBlipText.Split(c.Ehr).Context).ToArray();
@@ -118,73 +132,6 @@ internal static class MedBlipDemo
         return 0;
     }
 
-    /// <summary>Trains the tiny GPT-2 as a causal language model on "EHR Question: ... Answer: X&lt;|endoftext|&gt;" (the stand-in
-    /// for a pre-trained clinical language model), then freezes it again.</summary>
-    private static void PretrainLanguageModel(MedBlipModel model, MedBlipText text, IReadOnlyList<SyntheticBrainCase> cases, int steps, int batchSize, Random random,
-        List<double> history, ProgressTask task, CancellationToken cancellationToken)
-    {
-        var sequences = cases.Select(c =>
-        {
-            var (context, answer) = MedBlipText.Split(c.Ehr);
-            return (Prompt: text.EncodePrompt(MedBlipText.Prompt(context)).Select(i => (long)i).ToArray(), Answer: text.EncodeAnswer(answer!).Select(i => (long)i).ToArray());
-        }).ToArray();
-        model.Unfreeze(MedBlipModel.LanguageModelComponent);
-        var lm = model.LanguageModel;
-        lm.train();
-        var parameters = lm.parameters().ToArray();
-        using (var optimizer = optim.AdamW(parameters, lr: 3e-3, weight_decay: 0.01))
-        {
-            for (var step = 0; step < steps; step++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                var rows = Enumerable.Range(0, batchSize).Select(_ => sequences[random.Next(sequences.Length)]).ToArray();
-                var length = rows.Max(r => r.Prompt.Length + r.Answer.Length);
-                var ids = new long[rows.Length * length];
-                var mask = new long[rows.Length * length];
-                var labels = new long[rows.Length * length];
-                Array.Fill(ids, MedBlipText.EndOfText);
-                Array.Fill(labels, Gpt2LMHeadModel.IgnoreIndex);
-                for (var n = 0; n < rows.Length; n++)
-                {
-                    rows[n].Prompt.CopyTo(ids, n * length);
-                    rows[n].Answer.CopyTo(ids, (n * length) + rows[n].Prompt.Length);
-                    rows[n].Answer.CopyTo(labels, (n * length) + rows[n].Prompt.Length);
-                    Array.Fill(mask, 1, n * length, rows[n].Prompt.Length + rows[n].Answer.Length);
-                }
-
-                var idTensor = tensor(ids, [rows.Length, length]);
-                var maskTensor = tensor(mask, [rows.Length, length]);
-                // The answer is what is scored (the vocabulary projection of 50257 rows at every prompt position would
-                // dominate the CPU time); the prompt's tokens still learn through attention.
-                var targets = tensor(labels, [rows.Length, length]).narrow(1, 1, length - 1).reshape(-1);
-                var scored = targets.ne(Gpt2LMHeadModel.IgnoreIndex).nonzero().squeeze(1);
-                foreach (var group in optimizer.ParamGroups)
-                {
-                    group.LearningRate = 3e-3 * 0.5 * (1 + Math.Cos(Math.PI * step / steps));
-                }
-
-                optimizer.zero_grad();
-                var hidden = lm.Transformer.forward(idTensor, null, maskTensor);
-                var states = hidden.narrow(1, 0, length - 1).reshape(-1, hidden.shape[2]).index_select(0, scored);
-                var loss = nn.functional.cross_entropy(nn.functional.linear(states, lm.Transformer.TokenEmbeddings.weight!), targets.index_select(0, scored));
-                loss.backward();
-                nn.utils.clip_grad_norm_(parameters, 1.0);
-                optimizer.step();
-                history.Add(loss.ToDouble());
-                task.Value = step + 1;
-                task.Description = string.Create(CultureInfo.InvariantCulture, $"Language model on EHR text (loss {history[^1]:F2})");
-            }
-        }
-
-        foreach (var p in parameters)
-        {
-            p.grad?.Dispose();
-        }
-
-        model.Freeze(MedBlipModel.LanguageModelComponent);
-    }
-
     private static double TextOnlyAccuracy(MedBlipModel model, MedBlipText text, IReadOnlyList<SyntheticBrainCase> cases, string?[] contexts)
     {
         var correct = 0;
@@ -202,7 +149,7 @@ internal static class MedBlipDemo
     private static void WriteLossPlot(string path, List<IReadOnlyDictionary<string, double>> history, List<double> lmHistory)
     {
         var plot = new ScottPlot.Plot();
-        foreach (var term in new[] { "itc_report", "itc_qa", "lm", "loss" })
+        foreach (var term in new[] { "itc_report", "itc_qa", "lm", "total" })
         {
             var ys = history.Select(h => h[term]).ToArray();
             var line = plot.Add.Scatter(Enumerable.Range(1, ys.Length).Select(i => (double)i).ToArray(), ys);
@@ -219,5 +166,70 @@ internal static class MedBlipDemo
         plot.YLabel("loss");
         plot.ShowLegend();
         plot.SavePng(path, 900, 500);
+    }
+
+    /// <summary>
+    /// Demo-only warm start of the tiny random language model (MedBLIP's is a pre-trained BioMedLM): causal language
+    /// modelling of "EHR text Question: ... Answer: X&lt;|endoftext|&gt;", the answer scored (the vocabulary projection of 50257
+    /// rows at every prompt position would dominate the CPU time; the prompt still learns through attention). No image.
+    /// </summary>
+    private sealed class LanguageModelWarmStartObjective(Gpt2LMHeadModel languageModel, MedBlipText text) : TrainingObjective(languageModel, new NoLoss())
+    {
+        public override FeatureSet Encode(TrainingBatch batch)
+        {
+            var reports = batch.Reports ?? throw new ArgumentException("The warm start needs the records as text.", nameof(batch));
+            var rows = reports.Select(r =>
+            {
+                var (context, answer) = MedBlipText.Split(r);
+                return (Prompt: text.EncodePrompt(MedBlipText.Prompt(context)), Answer: text.EncodeAnswer(answer ?? throw new ArgumentException($"\"{r}\" has no diagnosis.", nameof(batch))));
+            }).ToArray();
+            var length = rows.Max(r => r.Prompt.Length + r.Answer.Length);
+            var ids = new long[rows.Length * length];
+            var mask = new long[rows.Length * length];
+            var labels = new long[rows.Length * length];
+            Array.Fill(ids, MedBlipText.EndOfText);
+            Array.Fill(labels, Gpt2LMHeadModel.IgnoreIndex);
+            for (var n = 0; n < rows.Length; n++)
+            {
+                var (prompt, answer) = rows[n];
+                for (var t = 0; t < prompt.Length + answer.Length; t++)
+                {
+                    var id = t < prompt.Length ? prompt[t] : answer[t - prompt.Length];
+                    ids[(n * length) + t] = id;
+                    mask[(n * length) + t] = 1;
+                    labels[(n * length) + t] = t < prompt.Length ? Gpt2LMHeadModel.IgnoreIndex : id;
+                }
+            }
+
+            using var scope = NewDisposeScope();
+            var hidden = languageModel.Transformer.forward(tensor(ids, [rows.Length, length]), null, tensor(mask, [rows.Length, length]));
+            var targets = tensor(labels, [rows.Length, length]).narrow(1, 1, length - 1).reshape(-1);
+            var scored = targets.ne(Gpt2LMHeadModel.IgnoreIndex).nonzero().squeeze(1);
+            var states = hidden.narrow(1, 0, length - 1).reshape(-1, hidden.shape[2]).index_select(0, scored);
+            var nll = nn.functional.cross_entropy(nn.functional.linear(states, languageModel.OutputEmbeddingWeight), targets.index_select(0, scored), reduction: nn.Reduction.None);
+            var row = scored.div(length - 1, rounding_mode: RoundingMode.floor);
+            var features = new FeatureSet(
+            [
+                new("lm_sum", zeros(rows.Length).index_add(0, row, nll, 1)),
+                new("lm_count", zeros(rows.Length).index_add(0, row, ones_like(nll), 1)),
+            ]);
+            return features.MoveToOuter(scope);
+        }
+
+        public override LossOutput ComputeLoss(FeatureSet features)
+        {
+            using var scope = NewDisposeScope();
+            var loss = features["lm_sum"].sum() / features["lm_count"].sum().clamp_min(1);
+            return new LossOutput(loss, [new("lm", loss.alias())]).MoveToOuter(scope);
+        }
+    }
+
+    /// <summary>The warm start's loss module: nothing to learn.</summary>
+    private sealed class NoLoss : nn.Module
+    {
+        public NoLoss()
+            : base(nameof(NoLoss))
+        {
+        }
     }
 }

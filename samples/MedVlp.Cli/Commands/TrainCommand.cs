@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using MedVlp.Architectures.MedBlip;
 using MedVlp.Data;
 using MedVlp.Distributed;
 using MedVlp.Synthetic;
@@ -141,7 +142,7 @@ internal static class TrainCommand
 
         using var model = recipe.CreateModel(tokenizer, device: device);
         using var objective = recipe.CreateObjective(model, group);
-        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = model.DualEncoder.MaxTextTokens }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
+        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = recipe.MaxTextTokens(model) }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
         ITrainingData data;
         ITrainingData? validation = null;
         IReadOnlyList<SyntheticBrainCase> heldOut = [];
@@ -157,7 +158,7 @@ internal static class TrainCommand
 
                 var cases = SyntheticBrainDataset.Generate(count, recipe.Seed, cancellationToken: cancellationToken);
                 heldOut = SyntheticBrainDataset.Generate(Math.Max(3, count / 6), recipe.Seed, firstIndex: count, cancellationToken: cancellationToken);
-                var train = new PreparedTrainingData([.. cases.Select(c => c.Volume)], [.. cases.Select(c => c.Report)],
+                var train = new PreparedTrainingData([.. cases.Select(c => c.Volume)], [.. cases.Select(recipe.SyntheticReport)],
                     v => model.PrepareVolumesForTraining(v, cancellationToken), collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken)
                 {
                     ShardIndex = group.Rank, ShardCount = group.WorldSize,
@@ -166,8 +167,8 @@ internal static class TrainCommand
                 data = train;
                 if (heldOut.Count >= 2)
                 {
-                    var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(c => c.Report)],
-                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens),
+                    var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(recipe.SyntheticReport)],
+                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, recipe.MaxTextTokens(model)),
                         Math.Max(1, Math.Min(recipe.Data.BatchSize, heldOut.Count / group.WorldSize)), recipe.Seed, cancellationToken)
                     {
                         ShardIndex = group.Rank, ShardCount = group.WorldSize,
@@ -198,7 +199,7 @@ internal static class TrainCommand
                         DropLast = true, ShardIndex = group.Rank, ShardCount = group.WorldSize,
                     };
                     validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, model.Preprocessing, valOptions),
-                        new TrainingBatchCollator(tokenizer, model.DualEncoder.MaxTextTokens));
+                        new TrainingBatchCollator(tokenizer, recipe.MaxTextTokens(model)));
                 }
             }
 
@@ -211,8 +212,17 @@ internal static class TrainCommand
                     var metrics = new Dictionary<string, double>(trainer.ValidationLoss(validation, token));
                     if (heldOut.Count > 0)
                     {
-                        var predictions = model.CreateZeroShotClassifier(DemoCommand.DiagnosisLabels).Classify([.. heldOut.Select(c => c.Volume)], token);
-                        metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => (int)c.Diagnosis == predictions[i].LabelIndex).Count() / (double)heldOut.Count;
+                        if (model.Module is MedBlipModel)
+                        {
+                            // MedBLIP: the contrastive zero-shot diagnosis (query-max similarity to each answer text).
+                            var diagnoses = new MedBlipAssistant(model).DiagnoseContrastive([.. heldOut.Select(c => c.Volume)]);
+                            metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => c.Diagnosis == diagnoses[i]).Count() / (double)heldOut.Count;
+                        }
+                        else
+                        {
+                            var predictions = model.CreateZeroShotClassifier(DemoCommand.DiagnosisLabels).Classify([.. heldOut.Select(c => c.Volume)], token);
+                            metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => (int)c.Diagnosis == predictions[i].LabelIndex).Count() / (double)heldOut.Count;
+                        }
                     }
 
                     return metrics;

@@ -18,5 +18,6 @@ internal static class BuiltInArchitectures
         ModelRegistry.Register(MedBlip.MedBlipArchitecture.Descriptor);
         ModelRegistry.Register(MFlag.MFlagArchitecture.Descriptor);
         ModelRegistry.Register(Prior.PriorArchitecture.Descriptor);
+        Training.RecipeArchitectures.Register(MedBlip.MedBlipArchitecture.Recipe);
     }
 }

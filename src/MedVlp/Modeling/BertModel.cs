@@ -94,7 +94,7 @@ public sealed class BertModel : Module<Tensor, Tensor, Tensor>, INoWeightDecay
         };
     }
 
-    internal static void InitializeWeights(Module module)
+    internal static void InitializeWeights(Module module, double std = 0.02)
     {
         using var noGrad = no_grad();
         foreach (var (_, m) in module.named_modules())
@@ -102,7 +102,7 @@ public sealed class BertModel : Module<Tensor, Tensor, Tensor>, INoWeightDecay
             switch (m)
             {
                 case Linear linear:
-                    init.normal_(linear.weight, 0, 0.02);
+                    init.normal_(linear.weight, 0, std);
                     if (linear.bias is not null)
                     {
                         init.zeros_(linear.bias);
@@ -110,7 +110,7 @@ public sealed class BertModel : Module<Tensor, Tensor, Tensor>, INoWeightDecay
 
                     break;
                 case Embedding embedding:
-                    init.normal_(embedding.weight, 0, 0.02);
+                    init.normal_(embedding.weight, 0, std);
                     break;
                 case LayerNorm norm:
                     init.ones_(norm.weight);

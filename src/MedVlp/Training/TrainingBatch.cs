@@ -58,6 +58,10 @@ public sealed class TrainingBatch : IDisposable
     /// <summary>Per row: whether the example has a report.</summary>
     public IReadOnlyList<bool> Paired { get; }
 
+    /// <summary>Per row its report as text (empty for image-only rows), or null when the batch was built from tokens
+    /// only: for objectives that tokenise a report their own way (MedBLIP splits it into prompt and answer).</summary>
+    public IReadOnlyList<string>? Reports { get; init; }
+
     /// <summary>The number of examples.</summary>
     public int Count => Paired.Count;
 
@@ -73,7 +77,10 @@ public sealed class TrainingBatch : IDisposable
 
         return new TrainingBatch(
             Volumes.narrow(0, start, length), SecondViews?.narrow(0, start, length), TextIds?.narrow(0, start, length), TextMask?.narrow(0, start, length),
-            Paired.Skip(start).Take(length).ToArray(), ownsTensors: true);
+            Paired.Skip(start).Take(length).ToArray(), ownsTensors: true)
+        {
+            Reports = Reports?.Skip(start).Take(length).ToArray(),
+        };
     }
 
     /// <summary>Moves the batch to <paramref name="device"/> (returns this batch when it is there already).</summary>
@@ -85,7 +92,7 @@ public sealed class TrainingBatch : IDisposable
             return this;
         }
 
-        return new TrainingBatch(Volumes.to(device), SecondViews?.to(device), TextIds?.to(device), TextMask?.to(device), Paired);
+        return new TrainingBatch(Volumes.to(device), SecondViews?.to(device), TextIds?.to(device), TextMask?.to(device), Paired) { Reports = Reports };
     }
 
     /// <summary>Releases the tensors.</summary>

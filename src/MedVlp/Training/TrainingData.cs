@@ -81,7 +81,7 @@ public sealed partial class TrainingBatchCollator
         var paired = reports.Select(r => !string.IsNullOrWhiteSpace(r)).ToArray();
         if (!paired.Any(p => p))
         {
-            return new TrainingBatch(volumes, secondViews, null, null, paired);
+            return new TrainingBatch(volumes, secondViews, null, null, paired) { Reports = [.. reports] };
         }
 
         var texts = new string[reports.Count];
@@ -91,7 +91,8 @@ public sealed partial class TrainingBatchCollator
         }
 
         var inputs = _collator.CollateTexts(texts, _text, volumes.device);
-        return new TrainingBatch(volumes, secondViews, inputs.InputIds, inputs.AttentionMask, paired);
+        // The reports as given (before augmentation): objectives that tokenise them their own way read these.
+        return new TrainingBatch(volumes, secondViews, inputs.InputIds, inputs.AttentionMask, paired) { Reports = [.. reports] };
     }
 
     private string Augment(string text, Random random)

@@ -131,6 +131,28 @@ public sealed record TrainingRecipe
             Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycle = 100, CycleMultiplier = 2 },
             Data = new DataSettings { BatchSize = 32, SentenceSubsetProbability = 0.5 },
         },
+        new()
+        {
+            Name = "medblip",
+            Description = "MedBLIP as released: full size, ITC(report) + ITC(QA) + LM, AdamW 2e-5 (betas 0.9/0.999, decay 1e-4), cosine with 10% warm-up, clip 1.0, batch 7, 100 epochs; reports end with \"The diagnosis is X.\".",
+            Architecture = "medblip",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "medblip", Loss = "medblip" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-5, WeightDecay = 1e-4, Beta2 = 0.999, Epsilon = 1e-8 },
+            Epochs = 100,
+            Data = new DataSettings { BatchSize = 7 },
+        },
+        new()
+        {
+            Name = "medblip-demo",
+            Description = "The MedBLIP demo: the tiny MedBLIP, the same losses at AdamW 1e-3 (decay 1e-4), cosine with 10% warm-up, clip 1.0, 400 steps of batch 24.",
+            Architecture = "medblip",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "medblip", Loss = "medblip" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 1e-4, Beta2 = 0.999, Epsilon = 1e-8 },
+            Steps = 400,
+            Data = new DataSettings { BatchSize = 24 },
+        },
     ];
 
     /// <summary>A built-in recipe by name, or a recipe file when <paramref name="nameOrPath"/> ends in <c>.json</c> or is a file.</summary>
@@ -182,14 +204,20 @@ public sealed record TrainingRecipe
     public void Validate(string source = "recipe")
     {
         void Fail(string field, string message) => throw new RecipeFormatException(source, field, message);
-        if (Architecture != "clip3d")
+        var other = Architecture == "clip3d" ? null : RecipeArchitectures.Find(Architecture);
+        if (Architecture != "clip3d" && other is null)
         {
-            Fail("architecture", $"unknown architecture \"{Architecture}\"; available: clip3d");
+            Fail("architecture", $"unknown architecture \"{Architecture}\"; available: clip3d, {string.Join(", ", RecipeArchitectures.Names)}");
         }
 
-        if (Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full))
+        if (other is null ? Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full) : Size is not (ModelRegistry.Tiny or ModelRegistry.Full))
         {
-            Fail("size", $"unknown size \"{Size}\"; expected \"test\", \"tiny\" or \"full\"");
+            Fail("size", other is null ? $"unknown size \"{Size}\"; expected \"test\", \"tiny\" or \"full\"" : $"unknown size \"{Size}\"; expected \"tiny\" or \"full\"");
+        }
+
+        if (other is not null && Objectives is { Count: > 1 })
+        {
+            Fail("objectives", $"{Architecture} trains one objective (its paper's loss: {string.Join(", ", other.Losses)}), got {Objectives.Count}");
         }
 
         if (Objectives is null || Objectives.Count == 0)
@@ -200,9 +228,9 @@ public sealed record TrainingRecipe
         for (var i = 0; i < Objectives!.Count; i++)
         {
             var o = Objectives[i];
-            if (o is null || o.Loss is not ("clip" or "siglip"))
+            if (o is null || (other is null ? o.Loss is not ("clip" or "siglip") : !other.Losses.Contains(o.Loss)))
             {
-                Fail($"objectives[{i}].loss", $"unknown loss \"{o?.Loss}\"; available for clip3d: clip, siglip");
+                Fail($"objectives[{i}].loss", $"unknown loss \"{o?.Loss}\"; available for {Architecture}: {(other is null ? "clip, siglip" : string.Join(", ", other.Losses))}");
             }
 
             if (string.IsNullOrWhiteSpace(o!.Name) || !o.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
@@ -357,6 +385,11 @@ public sealed record TrainingRecipe
     public VisionLanguageModel CreateModel(TextTokenizer tokenizer, int? seed = null, torch.Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
+        if (OtherArchitecture() is { } other)
+        {
+            return other.CreateModel(this, tokenizer, seed ?? Seed, device);
+        }
+
         var config = ModelConfig(tokenizer.VocabularySize);
         return VisionLanguageModel.Create(config, tokenizer, Preprocessing(config.Volume.InputSize), seed ?? Seed, device);
     }
@@ -367,6 +400,16 @@ public sealed record TrainingRecipe
     public TrainingObjective CreateObjective(VisionLanguageModel model, Distributed.ProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (OtherArchitecture() is { } other)
+        {
+            if (group is { WorldSize: > 1 })
+            {
+                throw new NotSupportedException($"Recipe \"{Name}\": {Architecture} trains in one process; data-parallel training is offered for clip3d.");
+            }
+
+            return other.CreateObjective(this, model);
+        }
+
         var siglip = Objectives.Any(o => o.Loss == "siglip");
         if (Objectives.Count == 1)
         {
@@ -381,6 +424,20 @@ public sealed record TrainingRecipe
         }
 
         return new DualEncoderObjective(model, composite, learnLogitBias: siglip);
+    }
+
+    /// <summary>The longest tokenized report of <paramref name="model"/> (the limit of the batch collator).</summary>
+    public int MaxTextTokens(VisionLanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return OtherArchitecture() is { } other ? other.MaxTextTokens(model) : model.DualEncoder.MaxTextTokens;
+    }
+
+    /// <summary>The text of a synthetic case this recipe's architecture trains on (clip3d: the report).</summary>
+    public string SyntheticReport(Synthetic.SyntheticBrainCase example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        return OtherArchitecture() is { } other ? other.SyntheticReport(example) : example.Report;
     }
 
     /// <summary>The trainer options of this recipe, with the run's overrides.</summary>
@@ -411,6 +468,10 @@ public sealed record TrainingRecipe
 
     // CLIP: every rank scores the whole gathered batch, so the local rows' gradient times the world size is exact without a
     // collective in the backward; SigLIP scores local rows against gathered texts, so its gather all-reduces in the backward.
+    private RecipeArchitecture? OtherArchitecture() => Architecture == "clip3d"
+        ? null
+        : RecipeArchitectures.Find(Architecture) ?? throw new KeyNotFoundException($"Recipe \"{Name}\": no architecture \"{Architecture}\" is registered for training; available: clip3d, {string.Join(", ", RecipeArchitectures.Names)}.");
+
     private static VlpLoss<ContrastiveInput> CreateLoss(ObjectiveSettings o, Distributed.ProcessGroup? group) => o.Loss switch
     {
         "siglip" => new SigLipLoss(new SigLipLossOptions { Gatherer = Gatherer(group, Distributed.GatheredGradient.AllReduced) }),

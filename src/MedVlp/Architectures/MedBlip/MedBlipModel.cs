@@ -48,7 +48,7 @@ public sealed record MedBlipBatch(Tensor Volumes, Tensor ReportIds, Tensor Repor
 /// <para>The language model is frozen (component <c>lm_model</c>) and so are the EVA blocks; gradients flow through
 /// both into <c>proj</c>, the Q-Former and the 3D embedding.</para>
 /// </remarks>
-public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
+public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel, IVolumeInputModel
 {
     /// <summary>Component names.</summary>
     public const string VisionComponent = "visual_encoder", QFormerComponent = "Qformer", LanguageModelComponent = "lm_model";
@@ -97,14 +97,46 @@ public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
     /// <summary>The sizes.</summary>
     public MedBlipConfig MedBlipConfig => _config;
 
+    /// <inheritdoc />
+    public IReadOnlyList<long> ImageInputShape => [1, _config.InputSize, _config.InputSize, _config.InputSize];
+
     /// <summary>The frozen language model.</summary>
     public Gpt2LMHeadModel LanguageModel => lm_model;
 
     /// <summary>The Q-Former.</summary>
     public QFormer QFormer => Qformer;
 
+    /// <summary>The vision encoder (trainable 3D embedding, frozen EVA blocks): a 2D EVA checkpoint's <c>blocks.*</c> and
+    /// <c>cls_token</c> load into it by name.</summary>
+    public MedBlipVisionEncoder VisionEncoder => visual_encoder;
+
     /// <summary>The learnable temperature (0-d).</summary>
     public Parameter Temperature => temp;
+
+    /// <summary>The dtype the frozen language model is held in.</summary>
+    public ScalarType LanguageModelDtype => lm_model.Transformer.TokenEmbeddings.weight!.dtype;
+
+    /// <summary>The dtype the frozen EVA blocks are held in.</summary>
+    public ScalarType VisionBlocksDtype => visual_encoder.BlocksDtype;
+
+    /// <summary>
+    /// Holds the frozen parts, the EVA blocks and the language model, in <paramref name="dtype"/> (float32, float16 or
+    /// bfloat16; the released code holds both in fp16) to halve their memory. The trainable parts (3D embedding,
+    /// <c>ln_vision</c>, Q-Former, projections, temperature) stay float32; activations are cast at the boundaries, so
+    /// gradients still flow through the frozen parts. Call it after loading weights; float32 casts back, but the
+    /// 16-bit rounding of the frozen weights stays (reload them for exact float32).
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="dtype"/> is not a float type this supports.</exception>
+    public void SetFrozenPrecision(ScalarType dtype)
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        {
+            throw new ArgumentException($"Frozen parts can be held in float32, float16 or bfloat16, not {dtype}.", nameof(dtype));
+        }
+
+        visual_encoder.SetBlocksDtype(dtype);
+        lm_model.to(dtype);
+    }
 
     /// <summary>Image tokens after <c>ln_vision</c> (B x (1 + patches) x vision width).</summary>
     public Tensor EncodeImageTokens(Tensor volumes)
@@ -149,11 +181,33 @@ public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
         ArgumentNullException.ThrowIfNull(batch);
         using var scope = NewDisposeScope();
         var queries = EncodeQueries(batch.Volumes);
-        var imageFeatures = ImageFeatures(queries);
+        var (lmSum, lmCount) = LanguageModelTokenLosses(queries, batch);
+        var output = LossFromFeatures(ImageFeatures(queries), TextFeatures(batch.ReportIds, batch.ReportMask), TextFeatures(batch.QaIds, batch.QaMask, questionAnswer: true), lmSum, lmCount);
+        return output.MoveToOuter(scope);
+    }
+
+    /// <summary>
+    /// The training loss from per-example features (what a training objective caches across micro-batches):
+    /// ITC(report) + ITC(question + answer), both with the learnable temperature, + the language-modelling loss
+    /// <c>sum(lmSum) / sum(lmCount)</c>. Terms <c>itc_report</c>, <c>itc_qa</c>, <c>lm</c>.
+    /// </summary>
+    /// <param name="imageFeatures">(B x queries x embed) normalised query features (<see cref="ImageFeatures"/>).</param>
+    /// <param name="reportFeatures">(B x embed) normalised report features.</param>
+    /// <param name="qaFeatures">(B x embed) normalised question + answer features.</param>
+    /// <param name="lmSum">(B) summed token losses (<see cref="LanguageModelTokenLosses"/>).</param>
+    /// <param name="lmCount">(B) scored tokens.</param>
+    public LossOutput LossFromFeatures(Tensor imageFeatures, Tensor reportFeatures, Tensor qaFeatures, Tensor lmSum, Tensor lmCount)
+    {
+        ArgumentNullException.ThrowIfNull(imageFeatures);
+        ArgumentNullException.ThrowIfNull(reportFeatures);
+        ArgumentNullException.ThrowIfNull(qaFeatures);
+        ArgumentNullException.ThrowIfNull(lmSum);
+        ArgumentNullException.ThrowIfNull(lmCount);
+        using var scope = NewDisposeScope();
         var scale = temp.reciprocal();
-        using var report = _itc.forward(new QueryContrastiveInput(imageFeatures, TextFeatures(batch.ReportIds, batch.ReportMask), scale));
-        using var qa = _itc.forward(new QueryContrastiveInput(imageFeatures, TextFeatures(batch.QaIds, batch.QaMask, questionAnswer: true), scale));
-        var lm = LanguageModelLoss(queries, batch);
+        using var report = _itc.forward(new QueryContrastiveInput(imageFeatures, reportFeatures, scale));
+        using var qa = _itc.forward(new QueryContrastiveInput(imageFeatures, qaFeatures, scale));
+        var lm = lmSum.sum() / lmCount.sum().clamp_min(1);
         var itcReport = report.Total.alias();
         var itcQa = qa.Total.alias();
         var total = itcReport + itcQa + lm;
@@ -161,8 +215,22 @@ public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
         return output.MoveToOuter(scope);
     }
 
-    /// <summary>The language-modelling loss of [prompt; image tokens; answer] (shifted cross-entropy, -100 ignored).</summary>
+    /// <summary>The language-modelling loss of [prompt; image tokens; answer] (shifted cross-entropy, -100 ignored): the
+    /// mean over every scored token of the batch.</summary>
     public Tensor LanguageModelLoss(Tensor queryOutput, MedBlipBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var (sum, count) = LanguageModelTokenLosses(queryOutput, batch);
+        return scope.MoveToOuter(sum.sum() / count.sum().clamp_min(1));
+    }
+
+    /// <summary>
+    /// Per row, the summed negative log-likelihood of its scored tokens and their count (B each, float32): the
+    /// language-modelling loss is <c>sum / count</c> over the whole batch, which stays exact when a batch is split into
+    /// micro-batches. The vocabulary projection runs only where a label is scored (the answer, and the prompt unless
+    /// answer-only); the logits of the other positions would be thrown away.
+    /// </summary>
+    public (Tensor Sum, Tensor Count) LanguageModelTokenLosses(Tensor queryOutput, MedBlipBatch batch)
     {
         ArgumentNullException.ThrowIfNull(queryOutput);
         ArgumentNullException.ThrowIfNull(batch);
@@ -171,28 +239,25 @@ public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
         var b = image.shape[0];
         var q = image.shape[1];
         var wte = lm_model.Transformer.TokenEmbeddings;
-        var embeds = cat([wte.forward(batch.PromptIds), image, wte.forward(batch.AnswerIds)], 1);
+        var lmDtype = LanguageModelDtype;
+        var embeds = cat([wte.forward(batch.PromptIds), image.to(lmDtype), wte.forward(batch.AnswerIds)], 1);
         var imageMask = ones(b, q, ScalarType.Int64, image.device);
         var mask = cat([batch.PromptMask.to(ScalarType.Int64), imageMask, batch.AnswerMask.to(ScalarType.Int64)], 1);
         var ignore = Gpt2LMHeadModel.IgnoreIndex;
         var promptLabels = _config.ScorePrompt ? batch.PromptIds.masked_fill(batch.PromptMask.eq(0), ignore) : full_like(batch.PromptIds, ignore);
         var labels = cat([promptLabels, full(b, q, ignore, ScalarType.Int64, image.device), batch.AnswerIds.masked_fill(batch.AnswerMask.eq(0), ignore)], 1);
         var positions = (mask.cumsum(1) - 1).clamp_min(0);
-        if (!lm_model.Config.TieWordEmbeddings)
-        {
-            using var output = lm_model.Compute(null, embeds, mask, labels, positions);
-            return scope.MoveToOuter(output.Loss!.alias());
-        }
-
-        // The same shifted cross-entropy as GPT2LMHeadModel's, with the vocabulary projection only where a label is scored
-        // (the answer, and the prompt unless answer-only): the logits of the other positions would be thrown away.
-        var hidden = lm_model.Transformer.forward(null, embeds, mask, positions);
+        var hidden = lm_model.Transformer.forward(null, embeds, mask, positions).to(ScalarType.Float32);
         var length = hidden.shape[1];
         var targets = labels.narrow(1, 1, length - 1).reshape(-1);
         var scored = targets.ne(ignore).nonzero().squeeze(1);
         var states = hidden.narrow(1, 0, length - 1).reshape(-1, hidden.shape[2]).index_select(0, scored);
-        var logits = F.linear(states, wte.weight!);
-        return scope.MoveToOuter(F.cross_entropy(logits, targets.index_select(0, scored)));
+        var logits = F.linear(states.to(lmDtype), lm_model.OutputEmbeddingWeight).to(ScalarType.Float32);
+        var nll = F.cross_entropy(logits, targets.index_select(0, scored), reduction: Reduction.None);
+        var rows = scored.div(length - 1, rounding_mode: RoundingMode.floor);
+        var sum = zeros(b, ScalarType.Float32, image.device).index_add(0, rows, nll, 1);
+        var count = zeros(b, ScalarType.Float32, image.device).index_add(0, rows, ones_like(nll), 1);
+        return (scope.MoveToOuter(sum), scope.MoveToOuter(count));
     }
 
     /// <summary>
@@ -264,6 +329,6 @@ public sealed class MedBlipModel : CompositeModel, IQuestionAnsweringModel
     {
         using var scope = NewDisposeScope();
         var ids = prompt.Count == 0 ? null : tensor(prompt.Select(i => (long)i).ToArray(), device: image.device);
-        return new Gpt2LanguageHead(lm_model, ids, image, endOfText);
+        return new Gpt2LanguageHead(lm_model, ids, image.to(LanguageModelDtype), endOfText);
     }
 }

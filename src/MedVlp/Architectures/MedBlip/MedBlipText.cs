@@ -19,8 +19,9 @@ public sealed class MedBlipText
     public const string DiagnosisQuestion = "What will this subject be diagnosed with?";
 
     /// <summary>GPT-2's <c>&lt;|endoftext|&gt;</c>: end of an answer, and padding.</summary>
-    public const int EndOfText = 50256;
+    public const int EndOfText = Gpt2TextTokenizer.EndOfTextTokenId;
 
+    private readonly Gpt2TextTokenizer _language = new();
     private readonly TiktokenTokenizer _gpt2;
 
     /// <summary>Creates the texts over the Q-Former's tokenizer (WordPiece).</summary>
@@ -32,7 +33,7 @@ public sealed class MedBlipText
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTextTokens, 8);
         QFormerTokenizer = qformerTokenizer;
         MaxTextTokens = maxTextTokens;
-        _gpt2 = TiktokenTokenizer.CreateForModel("gpt2");
+        _gpt2 = _language.Inner;
     }
 
     /// <summary>The Q-Former's tokenizer.</summary>
@@ -41,8 +42,8 @@ public sealed class MedBlipText
     /// <summary>Longest Q-Former text and prompt.</summary>
     public int MaxTextTokens { get; }
 
-    /// <summary>The language model's tokenizer (GPT-2 BPE).</summary>
-    public TiktokenTokenizer LanguageTokenizer => _gpt2;
+    /// <summary>The language model's tokenizer (GPT-2 byte-level BPE, MedVlp's <see cref="Gpt2TextTokenizer"/>).</summary>
+    public Gpt2TextTokenizer LanguageTokenizer => _language;
 
     /// <summary>The answer MedBLIP is trained to give for a diagnosis.</summary>
     public static string Answer(CognitiveDiagnosis diagnosis) => diagnosis.LabelName();
@@ -135,18 +136,19 @@ public sealed class MedBlipText
 
         var report = QFormerTokenizer.EncodeBatch([.. split.Select(s => s.Context)], MaxTextTokens);
         var qa = QFormerTokenizer.EncodeBatch([.. split.Select(s => $"Question: {DiagnosisQuestion} Answer: {s.Answer}")], MaxTextTokens);
-        var (promptIds, promptMask) = Pad([.. split.Select(s => EncodePrompt(Prompt(s.Context)))]);
-        var (answerIds, answerMask) = Pad([.. split.Select(s => EncodeAnswer(s.Answer!))]);
+        var device = volumes.device;
+        var (promptIds, promptMask) = Pad([.. split.Select(s => EncodePrompt(Prompt(s.Context)))], device);
+        var (answerIds, answerMask) = Pad([.. split.Select(s => EncodeAnswer(s.Answer!))], device);
         return new MedBlipBatch(
             volumes,
-            tensor(report.Ids.ToArray(), [report.BatchSize, report.SequenceLength]),
-            tensor(report.AttentionMask.ToArray(), [report.BatchSize, report.SequenceLength]),
-            tensor(qa.Ids.ToArray(), [qa.BatchSize, qa.SequenceLength]),
-            tensor(qa.AttentionMask.ToArray(), [qa.BatchSize, qa.SequenceLength]),
+            tensor(report.Ids.ToArray(), [report.BatchSize, report.SequenceLength], device: device),
+            tensor(report.AttentionMask.ToArray(), [report.BatchSize, report.SequenceLength], device: device),
+            tensor(qa.Ids.ToArray(), [qa.BatchSize, qa.SequenceLength], device: device),
+            tensor(qa.AttentionMask.ToArray(), [qa.BatchSize, qa.SequenceLength], device: device),
             promptIds, promptMask, answerIds, answerMask);
     }
 
-    private static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> rows)
+    private static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<int[]> rows, Device device)
     {
         var length = rows.Max(r => r.Length);
         var ids = new long[rows.Count * length];
@@ -161,6 +163,6 @@ public sealed class MedBlipText
             }
         }
 
-        return (tensor(ids, [rows.Count, length]), tensor(mask, [rows.Count, length]));
+        return (tensor(ids, [rows.Count, length], device: device), tensor(mask, [rows.Count, length], device: device));
     }
 }

@@ -83,12 +83,31 @@ public sealed class MedBlipVisionEncoder : Module<Tensor, Tensor>, INoWeightDeca
         using var scope = NewDisposeScope();
         var x = patch_embed_3d.forward(volumes);
         x = cat([cls_token.expand(x.shape[0], -1, -1), x], 1) + pos_embed_3d;
+        x = x.to(BlocksDtype);
         foreach (var block in blocks)
         {
             x = block.forward(x);
         }
 
-        return scope.MoveToOuter(x);
+        return scope.MoveToOuter(x.to(ScalarType.Float32));
+    }
+
+    /// <summary>The dtype the EVA blocks are held in (float32 unless <see cref="SetBlocksDtype"/> changed it).</summary>
+    public ScalarType BlocksDtype => blocks.Count == 0 ? ScalarType.Float32 : blocks[0].parameters().First().dtype;
+
+    /// <summary>
+    /// Holds the frozen EVA blocks in <paramref name="dtype"/> (float32, float16 or bfloat16, as the released code holds EVA
+    /// in fp16): the tokens are cast to it before the blocks and back to float32 after them, so the trainable 3D embedding
+    /// stays float32 and its gradients flow through the cast.
+    /// </summary>
+    public void SetBlocksDtype(ScalarType dtype)
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        {
+            throw new ArgumentException($"The frozen EVA blocks can be held in float32, float16 or bfloat16, not {dtype}.", nameof(dtype));
+        }
+
+        blocks.to(dtype);
     }
 
     /// <summary>Freezes what the released code freezes (every parameter without <c>3d</c> in its name).</summary>

@@ -90,6 +90,9 @@ public sealed class Gpt2LMHeadModel : Module<Tensor, Tensor>, INoWeightDecay
     /// <summary>The transformer.</summary>
     public Gpt2Model Transformer => transformer;
 
+    /// <summary>The vocabulary projection's weight (vocabulary x n_embd): <c>lm_head.weight</c>, or the token embedding when tied.</summary>
+    public Tensor OutputEmbeddingWeight => lm_head?.weight ?? transformer.TokenEmbeddings.weight!;
+
     /// <summary>Logits (B x T x vocabulary) of token ids.</summary>
     public override Tensor forward(Tensor inputIds)
     {

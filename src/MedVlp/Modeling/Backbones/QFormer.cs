@@ -48,11 +48,15 @@ public sealed record QFormerConfig
     /// <summary>Dropout on attention probabilities.</summary>
     public double AttentionProbsDropoutProb { get; init; } = 0.1;
 
+    /// <summary>Standard deviation of the normal initialisation of weights, embeddings and query tokens (Hugging Face
+    /// <c>initializer_range</c>; BERT and BLIP-2: 0.02). Only fresh weights use it; loaded weights replace them.</summary>
+    public double InitializerRange { get; init; } = 0.02;
+
     internal void Validate()
     {
         if (VocabSize <= 0 || HiddenSize <= 0 || NumHiddenLayers < 0 || NumAttentionHeads <= 0 || HiddenSize % NumAttentionHeads != 0 ||
             IntermediateSize <= 0 || MaxPositionEmbeddings <= 0 || EncoderWidth <= 0 || CrossAttentionFrequency <= 0 || QueryTokens <= 0 ||
-            LayerNormEps <= 0 || HiddenDropoutProb is < 0 or >= 1 || AttentionProbsDropoutProb is < 0 or >= 1)
+            LayerNormEps <= 0 || HiddenDropoutProb is < 0 or >= 1 || AttentionProbsDropoutProb is < 0 or >= 1 || !(InitializerRange is > 0 and <= 1))
         {
             throw new ArgumentException($"Invalid Q-Former configuration {this}.");
         }
@@ -63,7 +67,7 @@ public sealed record QFormerConfig
 /// The BLIP-2 Q-Former as LAVIS builds it (MedBLIP's MedQFormer): <c>bert.embeddings</c> (word and position
 /// embeddings, no token types), <c>bert.encoder.layer.{i}</c> (<see cref="BertLayer"/> with <c>crossattention</c> every
 /// <see cref="QFormerConfig.CrossAttentionFrequency"/>-th layer and <c>intermediate_query</c> / <c>output_query</c> in
-/// every layer) and <c>query_tokens</c> (1 x queries x hidden, normal std 0.02). <c>forward(imageTokens)</c> returns the
+/// every layer) and <c>query_tokens</c> (1 x queries x hidden, normal std <c>initializer_range</c>, 0.02). <c>forward(imageTokens)</c> returns the
 /// query outputs (B x queries x hidden).
 /// </summary>
 public sealed class QFormer : Module<Tensor, Tensor>, INoWeightDecay
@@ -73,7 +77,7 @@ public sealed class QFormer : Module<Tensor, Tensor>, INoWeightDecay
     private readonly Parameter query_tokens;
 #pragma warning restore IDE1006, SA1300
 
-    /// <summary>Creates the Q-Former (BERT initialisation: normal std 0.02, unless on <c>meta</c>).</summary>
+    /// <summary>Creates the Q-Former (BERT initialisation: normal std <see cref="QFormerConfig.InitializerRange"/>, 0.02 by default, unless on <c>meta</c>).</summary>
     public QFormer(QFormerConfig config, Device? device = null)
         : base(nameof(QFormer))
     {
@@ -85,9 +89,9 @@ public sealed class QFormer : Module<Tensor, Tensor>, INoWeightDecay
         RegisterComponents();
         if (device is null || device.type != DeviceType.META)
         {
-            BertModel.InitializeWeights(this);
+            BertModel.InitializeWeights(this, config.InitializerRange);
             using var noGrad = no_grad();
-            init.normal_(query_tokens, 0, 0.02);
+            init.normal_(query_tokens, 0, config.InitializerRange);
         }
     }
 

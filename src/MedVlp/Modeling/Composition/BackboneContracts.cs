@@ -120,6 +120,14 @@ public interface ICausalLanguageModel
     LanguageModelOutput Forward(Tensor inputsEmbeds, Tensor attentionMask, Tensor? labels = null);
 }
 
+/// <summary>A model that takes preprocessed volumes of one shape (channels, k, j, i), whether or not it is a dual
+/// encoder: what a model package checks its preprocessing against before training.</summary>
+public interface IVolumeInputModel
+{
+    /// <summary>The shape of one preprocessed volume (channels, k, j, i).</summary>
+    IReadOnlyList<long> ImageInputShape { get; }
+}
+
 /// <summary>
 /// A model that embeds images and texts into one space (CLIP-style): what <see cref="Inference.VolumeEncoder"/>,
 /// <see cref="Inference.TextEncoder"/> and zero-shot classification need from an architecture.
