@@ -28,6 +28,14 @@ if (args.Length > 0 && args[0] is "mpi-allreduce" or "mpi-step")
     return;
 }
 
+if (args.Length > 0 && args[0] == "resnet")
+{
+    ResNetSideBySide.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3);
+    return;
+}
+
 if (args.Length > 0 && args[0] == "train-step")
 {
     TrainStepSideBySide.Run(
