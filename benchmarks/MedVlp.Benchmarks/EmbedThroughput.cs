@@ -16,12 +16,22 @@ namespace MedVlp.Benchmarks;
 /// <summary>
 /// <c>-- embed-throughput</c>: volumes per second of the streaming embedder (<see cref="StreamingEmbedder"/>) next to its
 /// two halves measured alone in the same run: the loader (read gzip NIfTI + the model's preprocessing, the same worker
-/// count) and the model (the volume encoder on batches prepared beforehand).
+/// count) and the model (the volume encoder on batches prepared beforehand). Usage: <c>-- embed-throughput [COUNT]
+/// [TORCH_THREADS]</c>.
 /// </summary>
 internal static class EmbedThroughput
 {
-    public static void Run(int count)
+    /// <param name="count">Synthetic volumes per round.</param>
+    /// <param name="torchThreads">libtorch intra-op threads (0: leave libtorch's default). One keeps the model-alone
+    /// rate steady on a shared machine: with two, an OpenMP barrier waiting on a descheduled thread made single batches
+    /// of the tiny model take 1.6 s instead of 3 ms, and "model alone" swung 500-fold between rounds.</param>
+    public static void Run(int count, int torchThreads = 0)
     {
+        if (torchThreads > 0)
+        {
+            set_num_threads(torchThreads);
+        }
+
         const int Batch = 8;
         var workers = Environment.ProcessorCount;
         var dir = Path.Combine(Path.GetTempPath(), "medvlp-embed-bench-" + Environment.ProcessId);
@@ -55,17 +65,25 @@ internal static class EmbedThroughput
                 GC.KeepAlive(model.DualEncoder.EncodeImages(t).data<float>().ToArray());
             }
 
-            // Five rounds of (loader alone, model alone, both overlapped); the best rate of each, since the shared
-            // machine's load drifts.
-            double loaderRate = 0, modelRate = 0, streamRate = 0;
-            for (var round = 0; round < 5; round++)
+            var warmEmbedder = new StreamingEmbedder(model, new StreamingEmbedderOptions { BatchSize = Batch, Workers = workers });
+            foreach (var r in warmEmbedder.EmbedAsync(Inputs(entries.Take(2 * Batch))).ToBlockingEnumerable())
+            {
+                GC.KeepAlive(r);
+            }
+
+            // Rounds of (loader alone, model alone, both overlapped) back to back, so a burst of load from other jobs
+            // falls on the three alike; each round's ratio, and the median ratio over the rounds.
+            const int Rounds = 7;
+            var ratios = new List<double>();
+            var rates = new List<(double Loader, double Model, double Stream)>();
+            for (var round = 0; round < Rounds; round++)
             {
                 // The loader alone: read + preprocess every volume (what the embedder's workers do), same worker count.
                 var volumes = new Volume[entries.Length];
                 var sw = Stopwatch.StartNew();
                 Parallel.For(0, entries.Length, new ParallelOptions { MaxDegreeOfParallelism = workers },
                     i => volumes[i] = preprocessing.Apply(VolumeReader.Read(entries[i].Path)));
-                loaderRate = Math.Max(loaderRate, count / sw.Elapsed.TotalSeconds);
+                var loaderRate = count / sw.Elapsed.TotalSeconds;
                 var prepared = volumes.Chunk(Batch).Select(b => Collator.CollateVolumes(b)).ToList();
 
                 // The model alone on the cached batches.
@@ -79,7 +97,7 @@ internal static class EmbedThroughput
                     }
                 }
 
-                modelRate = Math.Max(modelRate, count / sw.Elapsed.TotalSeconds);
+                var modelRate = count / sw.Elapsed.TotalSeconds;
                 foreach (var t in prepared)
                 {
                     t.Dispose();
@@ -94,11 +112,21 @@ internal static class EmbedThroughput
                     n += r.Succeeded ? 1 : 0;
                 }
 
-                streamRate = Math.Max(streamRate, n / sw.Elapsed.TotalSeconds);
+                var streamRate = n / sw.Elapsed.TotalSeconds;
+                rates.Add((loaderRate, modelRate, streamRate));
+                ratios.Add(streamRate / Math.Min(loaderRate, modelRate));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"round {round + 1}: loader alone {loaderRate:F1} volumes/s, model alone {modelRate:F1} volumes/s, streaming embed {streamRate:F1} volumes/s = {ratios[^1]:F2}x the slower half"));
+            }
+
+            static double Median(IEnumerable<double> values)
+            {
+                var sorted = values.Order().ToArray();
+                return sorted[sorted.Length / 2];
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{count} synthetic volumes (gzip NIfTI 56x64x56 -> {size}^3), batch {Batch}, {workers} workers, {get_num_threads()} libtorch threads: loader alone {loaderRate:F1} volumes/s, model alone {modelRate:F1} volumes/s, streaming embed {streamRate:F1} volumes/s = {streamRate / Math.Min(loaderRate, modelRate):F2}x the slower half"));
+                $"{count} synthetic volumes (gzip NIfTI 56x64x56 -> {size}^3), batch {Batch}, {workers} workers, {get_num_threads()} libtorch threads, medians of {Rounds} rounds: loader alone {Median(rates.Select(r => r.Loader)):F1} volumes/s, model alone {Median(rates.Select(r => r.Model)):F1} volumes/s, streaming embed {Median(rates.Select(r => r.Stream)):F1} volumes/s; streaming / slower half: median {Median(ratios):F2}x (rounds {string.Join(", ", ratios.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))})"));
         }
         finally
         {

@@ -11,13 +11,23 @@ if (args.Length > 0 && args[0] == "side-by-side")
 
 if (args.Length > 0 && args[0] == "embed-throughput")
 {
-    EmbedThroughput.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 96);
+    EmbedThroughput.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 96,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 0);
+    return;
+}
+
+if (args.Length > 0 && args[0] == "loader-vs-cached")
+{
+    LoaderVersusCached.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 1);
     return;
 }
 
 if (args.Length > 0 && args[0] == "retrieval")
 {
-    RetrievalSideBySide.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15);
+    RetrievalSideBySide.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 15, args.Length > 2 ? args[2] : null);
     return;
 }
 

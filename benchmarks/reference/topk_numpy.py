@@ -5,6 +5,7 @@ query and a sort of those 10: what a user writes by hand. Run it through benchma
 which puts Debian's OpenBLAS (pthreads) in front with LD_LIBRARY_PATH, unpacked, never installed.
 """
 import argparse
+import json
 import time
 
 import numpy as np
@@ -29,6 +30,7 @@ def topk(m, q, k):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--times", help="append every timing to this file as JSON lines (topk_summary.py)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     m = rng.standard_normal((ROWS, DIM), dtype=np.float32)
@@ -43,6 +45,9 @@ def main():
             t0 = time.perf_counter()
             topk(m, q, K)
             times.append((time.perf_counter() - t0) * 1000)
+        if args.times:
+            with open(args.times, "a") as f:
+                f.write(json.dumps({"impl": "numpy", "queries": queries, "times": times}) + "\n")
         times.sort()
         median = times[len(times) // 2]
         gbs = m.nbytes / (median / 1000) / 1e9

@@ -10,6 +10,7 @@ namespace MedVlp.Tests;
 
 /// <summary>The registry builds architectures by name and size, user architectures register and round-trip through
 /// packages, and every registered architecture embeds the same from 8 threads as serially.</summary>
+[Collection(nameof(TorchRandomState))]
 public sealed class ModelRegistryTests
 {
     /// <summary>A user architecture composed from parts: a 3D ViT and a BERT of their own sizes, clip3d's head.</summary>

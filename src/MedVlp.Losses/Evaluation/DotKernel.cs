@@ -8,15 +8,24 @@ namespace MedVlp.Losses;
 /// <summary>
 /// The register-blocked dot-product kernel behind <see cref="Similarity"/>: a block of rows against a set of queries,
 /// four rows by four queries at a time with sixteen FMA accumulators, so every row value loaded from memory serves four
-/// queries and every query value four rows (a matrix product in dot-product form, like a GEMM micro-kernel).
+/// queries and every query value four rows (a matrix product in dot-product form, like a GEMM micro-kernel). Queries left
+/// over (all of them for a single query, the memory-bound case) go through a four-row kernel with 512-bit accumulators
+/// where the CPU has AVX-512. Rows are float32 or float16; float16 rows are widened in registers (exactly: every half is a
+/// float), so a half matrix is read from memory once at half the bytes and scores equal those of its float32 widening.
 /// </summary>
 internal static unsafe class DotKernel
 {
-    /// <summary>scores[r * queryCount + q] = &lt;rows[r], queries[q]&gt;.</summary>
-    public static void Block(float* rows, int rowCount, float* queries, int queryCount, int dimension, float* scores)
+    /// <summary>scores[r * queryCount + q] = &lt;rows[r], queries[q]&gt;, rows of <typeparamref name="T"/> (float or Half).</summary>
+    public static void Block<T>(T* rows, int rowCount, float* queries, int queryCount, int dimension, float* scores)
+        where T : unmanaged
     {
+        if (typeof(T) != typeof(float) && typeof(T) != typeof(Half))
+        {
+            throw new NotSupportedException($"Rows of {typeof(T)} are not supported; use float or Half.");
+        }
+
         var r = 0;
-        if (Fma.IsSupported && dimension >= 8)
+        if (Fma.IsSupported && Avx2.IsSupported && dimension >= 8)
         {
             for (; r + 4 <= rowCount; r += 4)
             {
@@ -35,9 +44,25 @@ internal static unsafe class DotKernel
             }
         }
 
+        if (r == rowCount)
+        {
+            return;
+        }
+
+        var widened = typeof(T) == typeof(float) ? null : new float[dimension];
         for (; r < rowCount; r++)
         {
-            var row = new ReadOnlySpan<float>(rows + ((long)r * dimension), dimension);
+            ReadOnlySpan<float> row;
+            if (widened is null)
+            {
+                row = new ReadOnlySpan<float>((float*)rows + ((long)r * dimension), dimension);
+            }
+            else
+            {
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)rows + ((long)r * dimension), dimension), widened);
+                row = widened;
+            }
+
             for (var q = 0; q < queryCount; q++)
             {
                 scores[((long)r * queryCount) + q] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(queries + ((long)q * dimension), dimension));
@@ -45,10 +70,103 @@ internal static unsafe class DotKernel
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel4x4(float* r0, float* q0, int d, float* target, int stride)
+    /// <summary>
+    /// scores[r * queryCount + q] = &lt;rows[r], queries[q]&gt; for half rows against a few queries (fewer than four), the
+    /// memory-bound case: with AVX-512 the halves are not converted but reinterpreted. A half's magnitude bits shifted
+    /// into float position are, as a float, exactly the half times 2^-112 (normal and subnormal alike), so against the
+    /// query times 2^112 (<paramref name="scaledQueries"/>, exact while |q| &lt; 2^16) every FMA gets the exact product
+    /// of the half and the query. Each row is one sequential stream into four accumulators (what reads a half matrix
+    /// fastest here), so scores can differ from the float32 kernel's in the last bits. A row holding an infinity or NaN,
+    /// which this reading would make finite, is computed again with full widening.
+    /// </summary>
+    /// <param name="rows">The half rows.</param>
+    /// <param name="rowCount">The number of rows.</param>
+    /// <param name="queries">The queries.</param>
+    /// <param name="scaledQueries">The queries times 2^112, or null when a query value is not below 2^16 in magnitude
+    /// (then every row is widened).</param>
+    /// <param name="queryCount">The number of queries (below four).</param>
+    /// <param name="dimension">The row length.</param>
+    /// <param name="scores">Receives rowCount x queryCount scores.</param>
+    public static void BlockHalf(Half* rows, int rowCount, float* queries, float* scaledQueries, int queryCount, int dimension, float* scores)
     {
-        float* r1 = r0 + d, r2 = r1 + d, r3 = r2 + d;
+        if (scaledQueries is null || !Avx512F.IsSupported || dimension < 16 || queryCount >= 4)
+        {
+            Block(rows, rowCount, queries, queryCount, dimension, scores);
+            return;
+        }
+
+        for (var r = 0; r < rowCount; r++)
+        {
+            var row = rows + ((long)r * dimension);
+            for (var q = 0; q < queryCount; q++)
+            {
+                var offset = (long)q * dimension;
+                if (!Kernel1Scaled(row, queries + offset, scaledQueries + offset, dimension, out scores[((long)r * queryCount) + q]))
+                {
+                    Block(row, 1, queries + offset, 1, dimension, scores + ((long)r * queryCount) + q);
+                }
+            }
+        }
+    }
+
+    /// <summary>One half row against one scaled query (see <see cref="BlockHalf"/>); false when the row holds an
+    /// infinity or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool Kernel1Scaled(Half* row, float* query, float* scaled, int d, out float score)
+    {
+        var r = (ushort*)row;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        var largest = Vector256<ushort>.Zero;
+        var k = 0;
+        for (; k + 64 <= d; k += 64)
+        {
+            Vector256<ushort> h0 = Vector256.Load(r + k), h1 = Vector256.Load(r + k + 16), h2 = Vector256.Load(r + k + 32), h3 = Vector256.Load(r + k + 48);
+            a0 = Avx512F.FusedMultiplyAdd(Reinterpret(h0), Vector512.Load(scaled + k), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Reinterpret(h1), Vector512.Load(scaled + k + 16), a1);
+            a2 = Avx512F.FusedMultiplyAdd(Reinterpret(h2), Vector512.Load(scaled + k + 32), a2);
+            a3 = Avx512F.FusedMultiplyAdd(Reinterpret(h3), Vector512.Load(scaled + k + 48), a3);
+            largest = Vector256.Max(Vector256.Max(largest, Vector256.Max(h0 & HalfMagnitude, h1 & HalfMagnitude)), Vector256.Max(h2 & HalfMagnitude, h3 & HalfMagnitude));
+        }
+
+        for (; k + 16 <= d; k += 16)
+        {
+            var h = Vector256.Load(r + k);
+            a0 = Avx512F.FusedMultiplyAdd(Reinterpret(h), Vector512.Load(scaled + k), a0);
+            largest = Vector256.Max(largest, h & HalfMagnitude);
+        }
+
+        score = 0;
+        if (Vector256.GreaterThanOrEqualAny(largest, Vector256.Create((ushort)0x7c00)))
+        {
+            return false;
+        }
+
+        var sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        for (; k < d; k++)
+        {
+            sum += Load(row + k) * query[k];
+        }
+
+        score = sum;
+        return true;
+    }
+
+    private static Vector256<ushort> HalfMagnitude => Vector256.Create((ushort)0x7fff);
+
+    /// <summary>Sixteen halves as the floats half * 2^-112: sign-extend to 32 bits, shift the exponent and mantissa into
+    /// float position (the sign lands on bit 31 with copies on bits 28-30), clear the copies.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Reinterpret(Vector256<ushort> h)
+        => (Avx512F.ConvertToVector512Int32(h.AsInt16()) << 13).AsSingle() & Vector512.Create(0x8fffffffu).AsSingle();
+
+    /// <summary>2^112, the factor that <see cref="BlockHalf"/>'s scaled queries carry.</summary>
+    public const float HalfScale = HalfRebias;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel4x4<T>(T* r0, float* q0, int d, float* target, int stride)
+        where T : unmanaged
+    {
+        T* r1 = r0 + d, r2 = r1 + d, r3 = r2 + d;
         float* q1 = q0 + d, q2 = q1 + d, q3 = q2 + d;
         Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
         Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
@@ -57,10 +175,10 @@ internal static unsafe class DotKernel
         var k = 0;
         for (; k + 8 <= d; k += 8)
         {
-            var x0 = Avx.LoadVector256(r0 + k);
-            var x1 = Avx.LoadVector256(r1 + k);
-            var x2 = Avx.LoadVector256(r2 + k);
-            var x3 = Avx.LoadVector256(r3 + k);
+            var x0 = Load256(r0 + k);
+            var x1 = Load256(r1 + k);
+            var x2 = Load256(r2 + k);
+            var x3 = Load256(r3 + k);
             var y = Avx.LoadVector256(q0 + k);
             a00 = Fma.MultiplyAdd(x0, y, a00);
             a10 = Fma.MultiplyAdd(x1, y, a10);
@@ -89,7 +207,7 @@ internal static unsafe class DotKernel
         Store(target + (3 * stride), Vector256.Sum(a30), Vector256.Sum(a31), Vector256.Sum(a32), Vector256.Sum(a33));
         for (; k < d; k++)
         {
-            float x0 = r0[k], x1 = r1[k], x2 = r2[k], x3 = r3[k], y0 = q0[k], y1 = q1[k], y2 = q2[k], y3 = q3[k];
+            float x0 = Load(r0 + k), x1 = Load(r1 + k), x2 = Load(r2 + k), x3 = Load(r3 + k), y0 = q0[k], y1 = q1[k], y2 = q2[k], y3 = q3[k];
             target[0] += x0 * y0; target[1] += x0 * y1; target[2] += x0 * y2; target[3] += x0 * y3;
             target[stride] += x1 * y0; target[stride + 1] += x1 * y1; target[stride + 2] += x1 * y2; target[stride + 3] += x1 * y3;
             var t2 = target + (2 * stride);
@@ -97,32 +215,53 @@ internal static unsafe class DotKernel
             var t3 = target + (3 * stride);
             t3[0] += x3 * y0; t3[1] += x3 * y1; t3[2] += x3 * y2; t3[3] += x3 * y3;
         }
-
     }
 
+    /// <summary>Four rows against one query: the memory-bound case, so as wide as the CPU allows (a 512-bit load is a
+    /// whole cache line of float32 rows) with one accumulator per row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel4x1(float* r0, float* q0, int d, float* target, int stride)
+    private static void Kernel4x1<T>(T* r0, float* q0, int d, float* target, int stride)
+        where T : unmanaged
     {
-        float* r1 = r0 + d, r2 = r1 + d, r3 = r2 + d;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        T* r1 = r0 + d, r2 = r1 + d, r3 = r2 + d;
+        float s0, s1, s2, s3;
         var k = 0;
-        for (; k + 8 <= d; k += 8)
+        if (Avx512F.IsSupported && d >= 16)
         {
-            var y = Avx.LoadVector256(q0 + k);
-            a0 = Fma.MultiplyAdd(Avx.LoadVector256(r0 + k), y, a0);
-            a1 = Fma.MultiplyAdd(Avx.LoadVector256(r1 + k), y, a1);
-            a2 = Fma.MultiplyAdd(Avx.LoadVector256(r2 + k), y, a2);
-            a3 = Fma.MultiplyAdd(Avx.LoadVector256(r3 + k), y, a3);
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; k + 16 <= d; k += 16)
+            {
+                var y = Vector512.Load(q0 + k);
+                a0 = Avx512F.FusedMultiplyAdd(Load512(r0 + k), y, a0);
+                a1 = Avx512F.FusedMultiplyAdd(Load512(r1 + k), y, a1);
+                a2 = Avx512F.FusedMultiplyAdd(Load512(r2 + k), y, a2);
+                a3 = Avx512F.FusedMultiplyAdd(Load512(r3 + k), y, a3);
+            }
+
+            (s0, s1, s2, s3) = (Vector512.Sum(a0), Vector512.Sum(a1), Vector512.Sum(a2), Vector512.Sum(a3));
+        }
+        else
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; k + 8 <= d; k += 8)
+            {
+                var y = Avx.LoadVector256(q0 + k);
+                a0 = Fma.MultiplyAdd(Load256(r0 + k), y, a0);
+                a1 = Fma.MultiplyAdd(Load256(r1 + k), y, a1);
+                a2 = Fma.MultiplyAdd(Load256(r2 + k), y, a2);
+                a3 = Fma.MultiplyAdd(Load256(r3 + k), y, a3);
+            }
+
+            (s0, s1, s2, s3) = (Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3));
         }
 
-        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
         for (; k < d; k++)
         {
             var y = q0[k];
-            s0 += r0[k] * y;
-            s1 += r1[k] * y;
-            s2 += r2[k] * y;
-            s3 += r3[k] * y;
+            s0 += Load(r0 + k) * y;
+            s1 += Load(r1 + k) * y;
+            s2 += Load(r2 + k) * y;
+            s3 += Load(r3 + k) * y;
         }
 
         target[0] = s0;
@@ -130,6 +269,48 @@ internal static unsafe class DotKernel
         target[2 * stride] = s2;
         target[3 * stride] = s3;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Load<T>(T* p)
+        where T : unmanaged => typeof(T) == typeof(float) ? *(float*)p : (float)*(Half*)p;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Load256<T>(T* p)
+        where T : unmanaged => typeof(T) == typeof(float) ? Avx.LoadVector256((float*)p)
+            : Widen(Avx2.ConvertToVector256Int32(Sse2.LoadVector128((ushort*)p)).AsUInt32());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Load512<T>(T* p)
+        where T : unmanaged => typeof(T) == typeof(float) ? Vector512.Load((float*)p)
+            : Widen(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)p)));
+
+    /// <summary>IEEE half bits (zero-extended to 32 bits) to float, exactly: the magnitude shifted into float position
+    /// times 2^112 rebiases the exponent of normal and subnormal halves alike; infinities and NaNs get exponent 255.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Widen(Vector512<uint> h)
+    {
+        var sign = (h & Vector512.Create(0x8000u)) << 16;
+        var magnitude = (h & Vector512.Create(0x7fffu)) << 13;
+        var scaled = (magnitude.AsSingle() * Vector512.Create(HalfRebias)).AsUInt32();
+        var special = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(HalfInfinity));
+        return (Vector512.ConditionalSelect(special, magnitude + Vector512.Create(0x70000000u), scaled) | sign).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Widen(Vector256<uint> h)
+    {
+        var sign = (h & Vector256.Create(0x8000u)) << 16;
+        var magnitude = (h & Vector256.Create(0x7fffu)) << 13;
+        var scaled = (magnitude.AsSingle() * Vector256.Create(HalfRebias)).AsUInt32();
+        var special = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(HalfInfinity));
+        return (Vector256.ConditionalSelect(special, magnitude + Vector256.Create(0x70000000u), scaled) | sign).AsSingle();
+    }
+
+    /// <summary>2^112 = 2^(127 - 15), the difference of the float and half exponent biases.</summary>
+    private const float HalfRebias = 5.192296858534828e33f;
+
+    /// <summary>0x7c00 (the half exponent of infinity and NaN) shifted into float position.</summary>
+    private const uint HalfInfinity = 0x7c00u << 13;
 
     private static void Store(float* target, float s0, float s1, float s2, float s3)
     {

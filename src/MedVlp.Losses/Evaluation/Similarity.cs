@@ -275,7 +275,10 @@ public static class Similarity
     }
 
     /// <summary>As <see cref="TopKDotProducts(ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, Span{int}, Span{float}, int)"/>
-    /// over a half-precision matrix (half the memory traffic; rows are widened to float32 block by block).</summary>
+    /// over a half-precision matrix, read at half the bytes. Against fewer than four queries the rows are read in registers
+    /// without conversion (every product is exact; the summation order differs from the float32 kernel's, so scores agree
+    /// with those of the float32 widening of the matrix to the last bits); against four or more, blocks are widened once
+    /// and the scores equal those of the float32 widening bit for bit.</summary>
     /// <param name="matrix">The rows to search, <c>rows x dimension</c>, row-major.</param>
     /// <param name="queries">The queries, <c>queryCount x dimension</c>, row-major.</param>
     /// <param name="dimension">The embedding width.</param>
@@ -295,11 +298,16 @@ public static class Similarity
     private const long ParallelThreshold = 1L << 21;
     private const int SearchBlockRows = 64;
 
-    private sealed class SearchState(int queryCount, int k, int dimension)
+    /// <summary>About how many matrix bytes a thread claims at a time: large enough to stream (hardware prefetchers
+    /// ramp up within a few kilobytes), small enough that a thread the OS deschedules leaves little for the others to
+    /// wait on (the others keep claiming chunks).</summary>
+    private const int SearchChunkBytes = 1 << 20;
+
+    private sealed class SearchState(int queryCount, int k, int widenedFloats)
     {
         public readonly TopKHeap[] Heaps = CreateHeaps(queryCount, k, new float[queryCount * k], new long[queryCount * k]);
         public readonly float[] Scores = new float[SearchBlockRows * queryCount];
-        public readonly float[] Widened = new float[SearchBlockRows * dimension];
+        public readonly float[] Widened = new float[widenedFloats];
 
         public static TopKHeap[] CreateHeaps(int queryCount, int k, float[] scores, long[] indices)
         {
@@ -329,52 +337,72 @@ public static class Similarity
         var globalIndices = new long[queryCount * k];
         var global = SearchState.CreateHeaps(queryCount, k, globalScores, globalIndices);
         var merge = new Lock();
-        var blocks = (rows + SearchBlockRows - 1) / SearchBlockRows;
         var threads = maxDegreeOfParallelism > 0 ? maxDegreeOfParallelism : Environment.ProcessorCount;
         if ((long)rows * queryCount * dimension < ParallelThreshold)
         {
             threads = 1;
         }
 
-        // Contiguous ranges of blocks, a few per thread, so each thread streams its part of the matrix.
-        var ranges = Math.Min(blocks, threads * 4);
-        fixed (float* q = queries)
+        // Half rows against a few queries are widened in registers by the kernel (the matrix is read once, at half the
+        // bytes); against four or more queries a block is widened once into a buffer and then serves every query.
+        var widenBlocks = half && queryCount >= 4;
+        var elementSize = half ? 2 : 4;
+
+        // The matrix is cut into chunks of whole blocks that threads claim in order from a shared counter: each thread
+        // streams a chunk front to back, and no thread waits on a fixed share of another that the OS has descheduled.
+        var chunkRows = (int)Math.Clamp(SearchChunkBytes / ((long)dimension * elementSize) / SearchBlockRows * SearchBlockRows, SearchBlockRows, 1 << 20);
+        var chunks = (int)(((long)rows + chunkRows - 1) / chunkRows);
+        threads = Math.Min(threads, chunks);
+        var next = -1;
+        // See DotKernel.BlockHalf: half rows read as floats times 2^-112 against queries times 2^112 (exact below 2^16).
+        float[]? scaled = null;
+        if (half && !widenBlocks && TensorPrimitives.MaxMagnitude(queries) < 65536f)
         {
-            nint matrixAddress = (nint)matrix, queryAddress = (nint)q;
-            void Range(int range, SearchState state)
+            scaled = new float[queries.Length];
+            TensorPrimitives.Multiply(queries, DotKernel.HalfScale, scaled);
+        }
+
+        fixed (float* q = queries, s = scaled)
+        {
+            nint matrixAddress = (nint)matrix, queryAddress = (nint)q, scaledAddress = (nint)s;
+            void Work(SearchState state)
             {
-                var first = (int)((long)blocks * range / ranges);
-                var last = (int)((long)blocks * (range + 1) / ranges);
                 fixed (float* blockScores = state.Scores, widened = state.Widened)
                 {
-                    for (var block = first; block < last; block++)
+                    int chunk;
+                    while ((chunk = Interlocked.Increment(ref next)) < chunks)
                     {
-                        var start = block * SearchBlockRows;
-                        var count = Math.Min(SearchBlockRows, rows - start);
-                        float* source;
-                        if (half)
+                        var end = (int)Math.Min(rows, ((long)chunk + 1) * chunkRows);
+                        for (var start = chunk * chunkRows; start < end; start += SearchBlockRows)
                         {
-                            var from = new ReadOnlySpan<Half>((Half*)matrixAddress + ((long)start * dimension), count * dimension);
-                            TensorPrimitives.ConvertToSingle(from, new Span<float>(widened, count * dimension));
-                            source = widened;
-                        }
-                        else
-                        {
-                            source = (float*)matrixAddress + ((long)start * dimension);
-                        }
-
-                        DotKernel.Block(source, count, (float*)queryAddress, queryCount, dimension, blockScores);
-                        for (var qi = 0; qi < queryCount; qi++)
-                        {
-                            ref var heap = ref state.Heaps[qi];
-                            var threshold = heap.Threshold;
-                            for (var r = 0; r < count; r++)
+                            var count = Math.Min(SearchBlockRows, end - start);
+                            if (!half)
                             {
-                                var s = blockScores[(r * queryCount) + qi];
-                                if (!(s < threshold))
+                                DotKernel.Block((float*)matrixAddress + ((long)start * dimension), count, (float*)queryAddress, queryCount, dimension, blockScores);
+                            }
+                            else if (widenBlocks)
+                            {
+                                var from = new ReadOnlySpan<Half>((Half*)matrixAddress + ((long)start * dimension), count * dimension);
+                                TensorPrimitives.ConvertToSingle(from, new Span<float>(widened, count * dimension));
+                                DotKernel.Block(widened, count, (float*)queryAddress, queryCount, dimension, blockScores);
+                            }
+                            else
+                            {
+                                DotKernel.BlockHalf((Half*)matrixAddress + ((long)start * dimension), count, (float*)queryAddress, (float*)scaledAddress, queryCount, dimension, blockScores);
+                            }
+
+                            for (var qi = 0; qi < queryCount; qi++)
+                            {
+                                ref var heap = ref state.Heaps[qi];
+                                var threshold = heap.Threshold;
+                                for (var r = 0; r < count; r++)
                                 {
-                                    heap.Push(s, start + r);
-                                    threshold = heap.Threshold;
+                                    var s = blockScores[(r * queryCount) + qi];
+                                    if (!(s < threshold))
+                                    {
+                                        heap.Push(s, start + r);
+                                        threshold = heap.Threshold;
+                                    }
                                 }
                             }
                         }
@@ -401,23 +429,21 @@ public static class Similarity
                 }
             }
 
-            if (threads == 1 || ranges == 1)
+            var widenedFloats = widenBlocks ? SearchBlockRows * dimension : 0;
+            if (threads == 1)
             {
-                var state = new SearchState(queryCount, k, dimension);
-                for (var range = 0; range < ranges; range++)
-                {
-                    Range(range, state);
-                }
-
+                var state = new SearchState(queryCount, k, widenedFloats);
+                Work(state);
                 Merge(state);
             }
             else
             {
-                Parallel.For(0, ranges, new ParallelOptions { MaxDegreeOfParallelism = threads },
-                    () => new SearchState(queryCount, k, dimension),
-                    (range, _, state) =>
+                // One work loop per thread; a loop that starts late (a busy thread pool) finds the chunks taken and ends.
+                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                    () => new SearchState(queryCount, k, widenedFloats),
+                    (_, _, state) =>
                     {
-                        Range(range, state);
+                        Work(state);
                         return state;
                     },
                     Merge);

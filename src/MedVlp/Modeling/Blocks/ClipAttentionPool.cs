@@ -57,11 +57,43 @@ public sealed class ClipAttentionPool : Module<Tensor, Tensor>, INoWeightDecay
     public int Heads { get; }
 
     /// <summary>Pools (B x tokens x width) into (B x outputWidth).</summary>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => forward(x, null);
+
+    /// <summary>
+    /// Pools (B x tokens x width) into (B x outputWidth), with padding: <paramref name="mask"/> (B x tokens, true or 1 =
+    /// a real token) keeps padded tokens out of the mean query and out of the keys, so a row equals the pool of its real
+    /// tokens alone (PRIOR pools each report's sentences this way). Every row needs a real token.
+    /// </summary>
+    /// <param name="x">Tokens (B x tokens x width).</param>
+    /// <param name="mask">Which tokens are real (B x tokens); null when all are.</param>
+    public Tensor forward(Tensor x, Tensor? mask)
     {
         ArgumentNullException.ThrowIfNull(x);
         using var scope = NewDisposeScope();
-        x = cat([x.mean([1], keepdim: true), x], 1);
+        Tensor? keys = null;
+        if (mask is null)
+        {
+            x = cat([x.mean([1], keepdim: true), x], 1);
+        }
+        else
+        {
+            if (mask.dim() != 2 || mask.shape[0] != x.shape[0] || mask.shape[1] != x.shape[1])
+            {
+                throw new ArgumentException($"The token mask must be (B x tokens) = [{x.shape[0]}, {x.shape[1]}], got [{string.Join(", ", mask.shape)}].", nameof(mask));
+            }
+
+            var real = mask.ne(0);
+            var counts = real.sum([1], keepdim: true);
+            if (counts.eq(0).any().item<bool>())
+            {
+                throw new ArgumentException("Every row needs at least one real token to pool.", nameof(mask));
+            }
+
+            var weights = real.to(x.dtype).unsqueeze(2);
+            x = cat([(x * weights).sum([1], keepdim: true) / counts.to(x.dtype).unsqueeze(2), x], 1);
+            keys = cat([ones(x.shape[0], 1, dtype: ScalarType.Bool, device: x.device), real], 1).unsqueeze(1).unsqueeze(1);
+        }
+
         if (positional_embedding is not null)
         {
             if (x.shape[1] != positional_embedding.shape[0])
@@ -75,7 +107,7 @@ public sealed class ClipAttentionPool : Module<Tensor, Tensor>, INoWeightDecay
         var query = AttentionMath.SplitHeads(q_proj.forward(x.narrow(1, 0, 1)), Heads);
         var key = AttentionMath.SplitHeads(k_proj.forward(x), Heads);
         var value = AttentionMath.SplitHeads(v_proj.forward(x), Heads);
-        var pooled = AttentionMath.MergeHeads(AttentionMath.Attend(query, key, value));
+        var pooled = AttentionMath.MergeHeads(AttentionMath.Attend(query, key, value, keys));
         return scope.MoveToOuter(c_proj.forward(pooled).squeeze(1));
     }
 
