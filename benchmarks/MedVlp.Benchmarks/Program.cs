@@ -46,11 +46,22 @@ if (args.Length > 0 && args[0] is "mpi-allreduce" or "mpi-step")
     return;
 }
 
+if (args.Length > 0 && args[0] == "resnet")
+{
+    ResNetSideBySide.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3);
+    return;
+}
+
 if (args.Length > 0 && args[0] == "train-step")
 {
     TrainStepSideBySide.Run(
         args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1,
-        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 10);
+        args.Length > 2 && !args[2].StartsWith("--", StringComparison.Ordinal) ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 10,
+        loader: !args.Contains("--no-loader"),
+        breakdown: args.Contains("--breakdown"),
+        only: Array.IndexOf(args, "--model") is var m and >= 0 && m + 1 < args.Length ? args[m + 1] : null);
     return;
 }
 

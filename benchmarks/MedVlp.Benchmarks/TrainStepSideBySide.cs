@@ -19,7 +19,10 @@ namespace MedVlp.Benchmarks;
 /// </summary>
 internal static class TrainStepSideBySide
 {
-    public static void Run(int threads, int repeats)
+    /// <summary>Untimed steps before the timed ones (train_step_torch.py's <c>--warmup</c> default is the same).</summary>
+    private const int Warmup = 5;
+
+    public static void Run(int threads, int repeats, bool loader = true, bool breakdown = false, string? only = null)
     {
         set_num_threads(threads);
         Console.WriteLine($"MedVlp train step, TorchSharp on libtorch, {threads} thread(s), .NET {Environment.Version}");
@@ -29,6 +32,11 @@ internal static class TrainStepSideBySide
         var mid = Mid(tokenizer.VocabularySize);
         foreach (var (name, config, batch, tokens) in new[] { ("tiny", tiny, 32, 64), ("mid", mid, 8, 64) })
         {
+            if (only is not null && only != name)
+            {
+                continue;
+            }
+
             using var model = VisionLanguageModel.Create(config, tokenizer, TrainingRecipe.Preprocessing(config.Volume.InputSize), seed: 1);
             using var objective = new DualEncoderObjective(model, new ClipLoss());
             using var trainer = new Trainer(objective, new TrainerOptions { Optimizer = new OptimizerSettings { LearningRate = 1e-4 } });
@@ -41,10 +49,55 @@ internal static class TrainStepSideBySide
             model.Module.train();
             var times = Time(() => trainer.TrainStep([data], 1e-4), repeats);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{name}: {config.Volume.InputSize}^3 input, width {config.Volume.Width} x {config.Volume.Depth}, BERT {config.Text.HiddenSize} x {config.Text.NumHiddenLayers}, batch {batch}, {tokens} tokens, {trainer.Parameters.All.Sum(p => p.numel()):N0} parameters: median {times.Median:F1} ms/step (min {times.Min:F1})"));
+                $"{name}: {config.Volume.InputSize}^3 input, width {config.Volume.Width} x {config.Volume.Depth}, BERT {config.Text.HiddenSize} x {config.Text.NumHiddenLayers}, batch {batch}, {tokens} tokens, {trainer.Parameters.All.Sum(p => p.numel()):N0} parameters: median {times.Median:F1} ms/step (min {times.Min:F1}), CPU {times.Cpu:F1} ms/step"));
+            if (breakdown)
+            {
+                Breakdown(trainer, objective, data, repeats);
+            }
         }
 
-        LoaderVersusCached(tokenizer, tiny, threads);
+        if (loader)
+        {
+            LoaderVersusCached(tokenizer, tiny, threads);
+        }
+    }
+
+    /// <summary>Where a step's time goes: the phases of <see cref="Trainer.TrainStep"/> timed one by one (mean ms).</summary>
+    private static void Breakdown(Trainer trainer, TrainingObjective objective, TrainingBatch data, int repeats)
+    {
+        var phases = new[] { "zero_grad", "encode images+texts", "loss", "backward", "read scalars", "clip_grad_norm_", "optimizer step" };
+        var sums = new double[phases.Length];
+        for (var r = 0; r < repeats + 1; r++)
+        {
+            using var scope = NewDisposeScope();
+            var marks = new double[phases.Length + 1];
+            marks[0] = ThreadCpuMilliseconds();
+            trainer.Optimizer.zero_grad();
+            marks[1] = ThreadCpuMilliseconds();
+            var features = objective.Encode(data);
+            marks[2] = ThreadCpuMilliseconds();
+            var output = objective.ComputeLoss(features);
+            marks[3] = ThreadCpuMilliseconds();
+            output.Total.backward();
+            marks[4] = ThreadCpuMilliseconds();
+            _ = output.ToScalars();
+            marks[5] = ThreadCpuMilliseconds();
+            nn.utils.clip_grad_norm_(trainer.Parameters.All, 1.0);
+            marks[6] = ThreadCpuMilliseconds();
+            trainer.Optimizer.step();
+            marks[7] = ThreadCpuMilliseconds();
+            if (r == 0)
+            {
+                continue;
+            }
+
+            for (var i = 0; i < phases.Length; i++)
+            {
+                sums[i] += marks[i + 1] - marks[i];
+            }
+        }
+
+        Console.WriteLine("  breakdown (mean CPU ms of the calling thread): " + string.Join(", ", phases.Select((p, i) => string.Create(CultureInfo.InvariantCulture, $"{p} {sums[i] / repeats:F2}"))));
     }
 
     /// <summary>The mid-size model of the comparison (64^3 input: 513 image tokens).</summary>
@@ -93,19 +146,53 @@ internal static class TrainStepSideBySide
         }
     }
 
-    private static (double Median, double Min) Time(Action action, int repeats)
+    /// <summary>CPU time of the calling thread (Linux <c>CLOCK_THREAD_CPUTIME_ID</c>), in milliseconds.</summary>
+    private static double ThreadCpuMilliseconds()
     {
-        action();
-        action();
+        if (ClockGetTime(3, out var ts) != 0)
+        {
+            throw new InvalidOperationException("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed.");
+        }
+
+        return (ts.Seconds * 1e3) + (ts.Nanoseconds / 1e6);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec time);
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct TimeSpec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    /// <summary>Median and minimum wall-clock milliseconds of <paramref name="action"/>, and the median process CPU milliseconds
+    /// (every thread of the process: libtorch's, the GC's, the JIT's), which a loaded, shared machine disturbs far less.</summary>
+    private static (double Median, double Min, double Cpu) Time(Action action, int repeats)
+    {
+        // Warm-up: the JIT's tiered compilation and libtorch's first-call work run here, not in the timed steps.
+        for (var n = 0; n < Warmup; n++)
+        {
+            action();
+        }
+
         var times = new List<double>();
+        var cpu = new List<double>();
+        using var process = Process.GetCurrentProcess();
         for (var n = 0; n < repeats; n++)
         {
+            process.Refresh();
+            var cpu0 = process.TotalProcessorTime;
             var clock = Stopwatch.StartNew();
             action();
             times.Add(clock.Elapsed.TotalMilliseconds);
+            process.Refresh();
+            cpu.Add((process.TotalProcessorTime - cpu0).TotalMilliseconds);
         }
 
         times.Sort();
-        return (times[times.Count / 2], times[0]);
+        cpu.Sort();
+        return (times[times.Count / 2], times[0], cpu[cpu.Count / 2]);
     }
 }

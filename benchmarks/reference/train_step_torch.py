@@ -71,10 +71,20 @@ def main():
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (MedVlp's side uses 5 too)")
+    p.add_argument("--model", choices=list(SIZES), help="only this size")
+    p.add_argument("--breakdown", action="store_true", help="also time the phases of a step one by one")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"PyTorch {torch.__version__}, {a.threads} thread(s), BLAS: {torch.__config__.show().count('BLAS_INFO')} {[l for l in torch.__config__.show().splitlines() if 'BLAS_INFO' in l]}")
+    try:
+        import threadpoolctl
+        blas = ", ".join(f"{i['internal_api']} {i.get('version') or ''} {i.get('architecture') or ''} ({i['num_threads']} threads)" for i in threadpoolctl.threadpool_info())
+    except ImportError:
+        blas = "threadpoolctl missing"
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s), oneDNN {torch.backends.mkldnn.is_available()}, loaded: {blas}")
     for name, c in SIZES.items():
+        if a.model and a.model != name:
+            continue
         torch.manual_seed(0)
         model = Clip3d(c)
         model.train()
@@ -100,16 +110,44 @@ def main():
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
 
-        step()
-        step()
-        times = []
+        for _ in range(a.warmup):
+            step()
+        times, cpu = [], []
         for _ in range(a.repeats):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             step()
             times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
         n = sum(q.numel() for q in params)
         print(f"{name}: {c['size']}^3 input, width {c['width']} x {c['depth']}, BERT {c['hidden']} x {c['layers']}, batch {b}, {a.tokens} tokens, "
-              f"{n:,} parameters: median {statistics.median(times):.1f} ms/step (min {min(times):.1f})")
+              f"{n:,} parameters: median {statistics.median(times):.1f} ms/step (min {min(times):.1f}), CPU {statistics.median(cpu):.1f} ms/step")
+        if a.breakdown:
+            phases = ["zero_grad", "encode images+texts", "loss", "backward", "read scalars", "clip_grad_norm_", "optimizer step"]
+            sums = [0.0] * len(phases)
+            for r in range(a.repeats + 1):
+                marks = [time.thread_time()]
+                opt.zero_grad(set_to_none=False)
+                marks.append(time.thread_time())
+                img = model.encode_images(volumes)
+                txt = model.encode_texts(ids, mask)
+                marks.append(time.thread_time())
+                scale = model.logit_scale.exp().clamp(max=100)
+                logits = scale * img @ txt.t()
+                loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+                marks.append(time.thread_time())
+                loss.backward()
+                marks.append(time.thread_time())
+                loss.item()
+                marks.append(time.thread_time())
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                marks.append(time.thread_time())
+                opt.step()
+                marks.append(time.thread_time())
+                if r > 0:
+                    for i in range(len(phases)):
+                        sums[i] += (marks[i + 1] - marks[i]) * 1000
+            print("  breakdown (mean CPU ms of the calling thread): " + ", ".join(f"{p} {t / a.repeats:.2f}" for p, t in zip(phases, sums)))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ public sealed record OptimizerSettings
                 LearningRate, Momentum, nesterov: Nesterov);
         }
 
-        return optim.AdamW(
+        // TorchSharp's AdamW with a cheaper, bit-identical step (and the same state-dict bytes).
+        return new Optimizers.AdamW(
             [
                 new AdamW.ParamGroup { Parameters = decay, Options = new AdamW.Options { weight_decay = WeightDecay } },
                 new AdamW.ParamGroup { Parameters = noDecay, Options = new AdamW.Options { weight_decay = 0 } },

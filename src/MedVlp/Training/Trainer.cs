@@ -17,7 +17,14 @@ namespace MedVlp.Training;
 /// <remarks>
 /// Every step runs in a dispose scope, so memory stays flat. Frozen parameters (<c>requires_grad = false</c>) never reach
 /// the optimizer, and modules whose parameters are all frozen stay in <c>eval()</c> mode while the rest trains.
-/// Mixed precision (autocast) is not offered: TorchSharp 0.107 has no autocast, and the CPU would not use it.
+/// Mixed precision (autocast) is not offered: TorchSharp 0.107 exposes no autocast — no <c>torch.autocast</c> or
+/// <c>AutocastMode</c> in its managed API and no autocast entry among the exports of <c>libLibTorchSharp.so</c> — and
+/// libtorch's own switches (<c>at::autocast::set_autocast_enabled(c10::DeviceType, bool)</c>,
+/// <c>set_autocast_dtype</c>, <c>increment_nesting</c> / <c>decrement_nesting</c>, <c>clear_cache</c>) are exported by
+/// <c>libtorch_cpu.so</c> only as C++ symbols, which MedVlp does not bind by mangled name. On the CPU training stays in
+/// float32 either way.
+/// <para>The AdamW of <see cref="OptimizerSettings"/> is <see cref="Optimizers.AdamW"/>: TorchSharp's, with a cheaper
+/// step that gives the same bits.</para>
 /// </remarks>
 public sealed partial class Trainer : IDisposable
 {

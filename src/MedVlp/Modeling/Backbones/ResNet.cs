@@ -179,7 +179,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
         }
 
         using var scope = NewDisposeScope();
-        var h = maxpool.forward(F.relu(bn1.forward(conv1.forward(x))));
+        var h = maxpool.forward(F.relu(bn1.forward(conv1.forward(x)), inplace: true));
         h = layer4.forward(layer3.forward(layer2.forward(layer1.forward(h))));
         var pooled = h.flatten(2).mean([2]);
         return new ResNetFeatures(scope.MoveToOuter(h), scope.MoveToOuter(pooled));
@@ -235,11 +235,13 @@ public sealed class ResNet : Module<Tensor, Tensor>
         public override Tensor forward(Tensor x)
         {
             using var scope = NewDisposeScope();
-            var h = F.relu(bn1.forward(conv1.forward(x)));
-            h = F.relu(bn2.forward(conv2.forward(h)));
+            // In place where torchvision is (ReLU after batch norm, the residual sum): batch norm's backward needs its input,
+            // not its output, so autograd allows it, and it saves a tensor the size of the block's output per op.
+            var h = F.relu(bn1.forward(conv1.forward(x)), inplace: true);
+            h = F.relu(bn2.forward(conv2.forward(h)), inplace: true);
             h = bn3.forward(conv3.forward(h));
-            var identity = downsample is null ? x : downsample.forward(x);
-            return scope.MoveToOuter(F.relu(h + identity));
+            h.add_(downsample is null ? x : downsample.forward(x));
+            return scope.MoveToOuter(F.relu(h, inplace: true));
         }
     }
 }

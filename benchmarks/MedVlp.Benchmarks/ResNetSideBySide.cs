@@ -1,0 +1,72 @@
+using System.Diagnostics;
+using System.Globalization;
+using MedVlp.Modeling.Backbones;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedVlp.Benchmarks;
+
+/// <summary>
+/// <c>-- resnet [threads] [repeats]</c>: ResNet-50 forward + backward (train mode, batch-norm statistics updated, gradients
+/// of every parameter) in images per second, 2D (3 x 224 x 224, 1000-class head, torchvision's <c>resnet50()</c>) and 3D
+/// (1 x 64^3, the same stages with 3D convolutions), timed as benchmarks/reference/resnet_torch.py times torchvision's model
+/// in PyTorch on the same shapes and threads.
+/// </summary>
+internal static class ResNetSideBySide
+{
+    private const int Warmup = 2;
+
+    public static void Run(int threads, int repeats)
+    {
+        set_num_threads(threads);
+        Console.WriteLine($"MedVlp ResNet-50, TorchSharp on libtorch, {threads} thread(s), .NET {Environment.Version}");
+        var cases = new (string Name, ResNetConfig Config, long[] Shape)[]
+        {
+            ("2d", ResNetConfig.ResNet50 with { NumClasses = 1000 }, [8, 3, 224, 224]),
+            ("3d", ResNetConfig.ResNet50 with { SpatialDims = 3, InChannels = 1 }, [2, 1, 64, 64, 64]),
+        };
+        foreach (var (name, config, shape) in cases)
+        {
+            manual_seed(0);
+            using var model = new ResNet(config);
+            model.train();
+            using var input = rand(shape);
+            var parameters = model.parameters().ToArray();
+            void Step()
+            {
+                using var scope = NewDisposeScope();
+                foreach (var p in parameters)
+                {
+                    p.grad?.zero_();
+                }
+
+                model.forward(input).sum().backward();
+            }
+
+            for (var n = 0; n < Warmup; n++)
+            {
+                Step();
+            }
+
+            var wall = new List<double>();
+            var cpu = new List<double>();
+            using var process = Process.GetCurrentProcess();
+            for (var n = 0; n < repeats; n++)
+            {
+                process.Refresh();
+                var cpu0 = process.TotalProcessorTime;
+                var clock = Stopwatch.StartNew();
+                Step();
+                wall.Add(clock.Elapsed.TotalSeconds);
+                process.Refresh();
+                cpu.Add((process.TotalProcessorTime - cpu0).TotalSeconds);
+            }
+
+            wall.Sort();
+            cpu.Sort();
+            var batch = shape[0];
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{name}: input [{string.Join(", ", shape)}], {parameters.Sum(p => p.numel()):N0} parameters: {batch / wall[wall.Count / 2]:F2} images/s (best {batch / wall[0]:F2}), {batch / cpu[cpu.Count / 2]:F2} images per CPU second"));
+        }
+    }
+}
