@@ -22,7 +22,7 @@ public sealed class MedBlipText
     public const int EndOfText = Gpt2TextTokenizer.EndOfTextTokenId;
 
     private readonly Gpt2TextTokenizer _language = new();
-    private readonly TiktokenTokenizer _gpt2;
+    private readonly Tokenizer _gpt2;
 
     /// <summary>Creates the texts over the Q-Former's tokenizer (WordPiece).</summary>
     /// <param name="qformerTokenizer">Tokenizer of the Q-Former's text branch.</param>
