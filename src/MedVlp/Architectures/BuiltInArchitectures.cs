@@ -17,5 +17,8 @@ internal static class BuiltInArchitectures
     {
         ModelRegistry.Register(MedBlip.MedBlipArchitecture.Descriptor);
         ModelRegistry.Register(MFlag.MFlagArchitecture.Descriptor);
+        ModelRegistry.Register(LvmMed.LvmMedArchitecture.Descriptor);
+        Training.RecipeArchitectures.Register(new MFlag.MFlagRecipeArchitecture());
+        Training.RecipeArchitectures.Register(new LvmMed.LvmMedRecipeArchitecture());
     }
 }

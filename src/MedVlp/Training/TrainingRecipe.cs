@@ -33,7 +33,8 @@ public sealed record TrainingRecipe
     /// <summary>One line about it.</summary>
     public string Description { get; init; } = "";
 
-    /// <summary>The architecture (<c>clip3d</c>: a 3D ViT + BERT dual encoder).</summary>
+    /// <summary>The architecture: <c>clip3d</c> (a 3D ViT + BERT dual encoder) or a registered recipe architecture
+    /// (<see cref="RecipeArchitectures"/>: <c>mflag</c>, <c>lvmmed</c>, ...).</summary>
     public string Architecture { get; init; } = "clip3d";
 
     /// <summary>The size: the registry's <c>tiny</c> (the demo's) or <c>full</c>, or <c>test</c> (16^3 input, seconds per epoch).</summary>
@@ -182,10 +183,13 @@ public sealed record TrainingRecipe
     public void Validate(string source = "recipe")
     {
         void Fail(string field, string message) => throw new RecipeFormatException(source, field, message);
-        if (Architecture != "clip3d")
+        RecipeArchitecture? plugin = null;
+        if (Architecture != "clip3d" && !RecipeArchitectures.TryGet(Architecture ?? "", out plugin))
         {
-            Fail("architecture", $"unknown architecture \"{Architecture}\"; available: clip3d");
+            Fail("architecture", $"unknown architecture \"{Architecture}\"; available: clip3d, {string.Join(", ", RecipeArchitectures.Names)}");
         }
+
+        var losses = plugin?.Losses ?? ["clip", "siglip"];
 
         if (Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full))
         {
@@ -200,9 +204,9 @@ public sealed record TrainingRecipe
         for (var i = 0; i < Objectives!.Count; i++)
         {
             var o = Objectives[i];
-            if (o is null || o.Loss is not ("clip" or "siglip"))
+            if (o is null || !losses.Contains(o.Loss))
             {
-                Fail($"objectives[{i}].loss", $"unknown loss \"{o?.Loss}\"; available for clip3d: clip, siglip");
+                Fail($"objectives[{i}].loss", $"unknown loss \"{o?.Loss}\"; available for {Architecture}: {string.Join(", ", losses)}");
             }
 
             if (string.IsNullOrWhiteSpace(o!.Name) || !o.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
@@ -298,6 +302,11 @@ public sealed record TrainingRecipe
             Fail("data.batch_size", $"a contrastive batch needs at least 2 examples, got {Data.BatchSize}");
         }
 
+        if (Data.Views is not null && Data.Views is not (1 or 2))
+        {
+            Fail("data.views", $"must be 1 or 2, got {Data.Views}");
+        }
+
         if (Data.SentenceSubsetProbability is < 0 or > 1)
         {
             Fail("data.sentence_subset_probability", $"must be in [0, 1], got {Data.SentenceSubsetProbability}");
@@ -353,12 +362,38 @@ public sealed record TrainingRecipe
         new CropOrPad { Size = new VolumeShape(size, size, size), FillValue = 0, Centering = CropOrPadCentering.ExtraAfter },
     ], $"medblip-{size}");
 
+    /// <summary>The registered recipe architecture of <see cref="Architecture"/>, or null for the built-in <c>clip3d</c>.</summary>
+    [JsonIgnore]
+    public RecipeArchitecture? Plugin => Architecture != "clip3d" && RecipeArchitectures.TryGet(Architecture, out var a) ? a : null;
+
+    /// <summary>Augmented views per example (2 for two-view self-supervision such as LVM-Med).</summary>
+    [JsonIgnore]
+    public int ViewCount => Data.Views ?? Plugin?.Views ?? 1;
+
+    /// <summary>The model configuration of <see cref="Size"/> for any architecture.</summary>
+    public ArchitectureConfig CreateModelConfig(int vocabularySize) => Plugin is { } plugin ? plugin.ModelConfig(Size, vocabularySize) : ModelConfig(vocabularySize);
+
+    /// <summary>The deterministic preprocessing of the recipe's model.</summary>
+    public TransformPipeline CreatePreprocessing(ArchitectureConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Plugin is { } plugin ? plugin.Preprocessing(config) : Preprocessing(((Clip3dConfig)config).Volume.InputSize);
+    }
+
+    /// <summary>The random transforms that make the training views: <see cref="DataSettings.Augmentation"/>, else the
+    /// architecture's default (LVM-Med's two views), else null.</summary>
+    public TransformPipeline? CreateAugmentation(ArchitectureConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Data.Augmentation is { } json ? TransformPipeline.FromJson(json.GetRawText()) : Plugin?.DefaultAugmentation(config);
+    }
+
     /// <summary>Creates the recipe's model with seeded initial weights.</summary>
     public VisionLanguageModel CreateModel(TextTokenizer tokenizer, int? seed = null, torch.Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
-        var config = ModelConfig(tokenizer.VocabularySize);
-        return VisionLanguageModel.Create(config, tokenizer, Preprocessing(config.Volume.InputSize), seed ?? Seed, device);
+        var config = CreateModelConfig(tokenizer.VocabularySize);
+        return VisionLanguageModel.Create(config, tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
     }
 
     /// <summary>Creates the recipe's objective for <paramref name="model"/>.</summary>
@@ -367,6 +402,11 @@ public sealed record TrainingRecipe
     public TrainingObjective CreateObjective(VisionLanguageModel model, Distributed.ProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (Plugin is { } plugin)
+        {
+            return plugin.CreateObjective(this, model, group);
+        }
+
         var siglip = Objectives.Any(o => o.Loss == "siglip");
         if (Objectives.Count == 1)
         {
@@ -461,6 +501,9 @@ public sealed record ScheduleSettings
     /// <summary>First cycle length in steps (<c>cosine_restarts</c>).</summary>
     public long FirstCycle { get; init; } = 100;
 
+    /// <summary>First cycle as a fraction of the stage's steps (<c>cosine_restarts</c>; M-FLAG's 0.4); 0 uses <see cref="FirstCycle"/>.</summary>
+    public double FirstCycleFraction { get; init; }
+
     /// <summary>Cycle growth factor (<c>cosine_restarts</c>).</summary>
     public int CycleMultiplier { get; init; } = 1;
 
@@ -477,6 +520,7 @@ public sealed record ScheduleSettings
         "step" when StepSize < 1 => ("step_size", $"must be >= 1, got {StepSize}"),
         "step" => Gamma > 0 ? null : ("gamma", $"must be positive, got {Gamma}"),
         "cosine_restarts" when FirstCycle < 1 => ("first_cycle", $"must be >= 1, got {FirstCycle}"),
+        "cosine_restarts" when FirstCycleFraction is < 0 or > 1 => ("first_cycle_fraction", $"must be in [0, 1], got {FirstCycleFraction}"),
         "cosine_restarts" when CycleMultiplier < 1 => ("cycle_multiplier", $"must be >= 1, got {CycleMultiplier}"),
         "cosine_restarts" => MinimumRate >= 0 ? null : ("minimum_rate", "must be >= 0"),
         _ => ("type", $"unknown schedule \"{Type}\"; expected warmup_cosine, constant, step or cosine_restarts"),
@@ -487,9 +531,17 @@ public sealed record ScheduleSettings
     {
         "constant" => LearningRateSchedule.Constant(WarmupSteps),
         "step" => LearningRateSchedule.Step(StepSize, Gamma),
+        "cosine_restarts" when FirstCycleFraction > 0 => new FractionalRestarts(FirstCycleFraction, CycleMultiplier, MinimumRate),
         "cosine_restarts" => LearningRateSchedule.CosineWarmRestarts(FirstCycle, CycleMultiplier, MinimumRate),
         _ => LearningRateSchedule.WarmupCosine(WarmupFraction, FinalFraction),
     };
+}
+
+/// <summary>Cosine warm restarts whose first cycle is a fraction of the stage (M-FLAG: T_0 = 0.4 of the run).</summary>
+internal sealed class FractionalRestarts(double fraction, int multiplier, double minimum) : LearningRateSchedule
+{
+    public override double LearningRate(double baseRate, long stageStep, long totalSteps) =>
+        CosineWarmRestarts(Math.Max(1, (long)(fraction * totalSteps)), multiplier, minimum).LearningRate(baseRate, stageStep, totalSteps);
 }
 
 /// <summary>A stage of a recipe.</summary>
@@ -526,9 +578,12 @@ public sealed record DataSettings
     /// <summary>Batches prepared ahead.</summary>
     public int Prefetch { get; init; } = 2;
 
-    /// <summary>Random transforms applied before the model's preprocessing, as a <see cref="TransformPipeline"/> JSON object
-    /// (manifest data only); null for none.</summary>
+    /// <summary>Random transforms applied before the model's preprocessing, as a <see cref="TransformPipeline"/> JSON object;
+    /// null for none (or the architecture's default views, for two-view self-supervision).</summary>
     public JsonElement? Augmentation { get; init; }
+
+    /// <summary>Augmented views per example (1 or 2); null for the architecture's own (LVM-Med: 2).</summary>
+    public int? Views { get; init; }
 }
 
 /// <summary>A recipe file is invalid: the message names the file and the field.</summary>
