@@ -132,6 +132,54 @@ public sealed record TrainingRecipe
             Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycle = 100, CycleMultiplier = 2 },
             Data = new DataSettings { BatchSize = 32, SentenceSubsetProbability = 0.5 },
         },
+        new()
+        {
+            Name = "mflag",
+            Description = "M-FLAG, CPU-sized: the tiny model (ResNet 2D, frozen BERT), orthogonality + alignment, AdamW 1e-3 (wd 0.05), cosine warm restarts (first cycle 40% of the run), batch 32, 2D slices.",
+            Architecture = "mflag",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 0.05 },
+            Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycleFraction = 0.4, MinimumRate = 1e-8 },
+            GradientClipNorm = 0,
+            Epochs = 12,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "mflag-full",
+            Description = "M-FLAG as released: ResNet-50 + frozen BERT-base, AdamW 2e-5 (wd 0.05), CosineAnnealingWarmRestarts (T_0 = 40% of the run, eta_min 1e-8), batch 512, 50 epochs, no clipping.",
+            Architecture = "mflag",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-5, WeightDecay = 0.05, Beta2 = 0.999, Epsilon = 1e-8 },
+            Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycleFraction = 0.4, MinimumRate = 1e-8 },
+            GradientClipNorm = 0,
+            Epochs = 50,
+            Data = new DataSettings { BatchSize = 512 },
+        },
+        new()
+        {
+            Name = "lvmmed",
+            Description = "LVM-Med, CPU-sized: the tiny ResNet 2D + projector, two augmented views, k-NN graphs (k 5), message passing, second-order graph matching (Frank-Wolfe, black-box lambda 80), AdamW 1e-3, warm-up + cosine, batch 32.",
+            Architecture = "lvmmed",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "graph_matching", Loss = "graph_matching" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 1e-4 },
+            Epochs = 12,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "lvmmed-full",
+            Description = "LVM-Med at full size: ResNet-50 (3 channels, 224) + projector 2048 -> 256, two views, graph matching; the pre-training recipe was never released: AdamW 1e-4 (wd 1e-5), warm-up + cosine, batch 64, 100 epochs are MedVlp's defaults.",
+            Architecture = "lvmmed",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "graph_matching", Loss = "graph_matching" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-4, WeightDecay = 1e-5 },
+            Epochs = 100,
+            Data = new DataSettings { BatchSize = 64 },
+        },
     ];
 
     /// <summary>A built-in recipe by name, or a recipe file when <paramref name="nameOrPath"/> ends in <c>.json</c> or is a file.</summary>
