@@ -21,6 +21,7 @@ internal static class DicomTag
     public const uint Rows = 0x0028_0010;
     public const uint Columns = 0x0028_0011;
     public const uint PixelSpacing = 0x0028_0030;
+    public const uint ImagerPixelSpacing = 0x0018_1164;
     public const uint BitsAllocated = 0x0028_0100;
     public const uint BitsStored = 0x0028_0101;
     public const uint HighBit = 0x0028_0102;
