@@ -47,7 +47,7 @@ internal static class DicomTag
         TransferSyntaxUid or SopInstanceUid or StudyInstanceUid or SeriesInstanceUid => Vr.UI,
         Modality or PhotometricInterpretation => Vr.CS,
         SeriesDescription => Vr.LO,
-        SliceThickness or SpacingBetweenSlices or ImagePositionPatient or ImageOrientationPatient or PixelSpacing
+        SliceThickness or SpacingBetweenSlices or ImagePositionPatient or ImageOrientationPatient or PixelSpacing or ImagerPixelSpacing
             or RescaleIntercept or RescaleSlope => Vr.DS,
         InstanceNumber or NumberOfFrames => Vr.IS,
         SamplesPerPixel or PlanarConfiguration or Rows or Columns or BitsAllocated or BitsStored or HighBit or PixelRepresentation => Vr.US,
@@ -80,6 +80,7 @@ internal static class DicomTag
         Rows => "Rows",
         Columns => "Columns",
         PixelSpacing => "PixelSpacing",
+        ImagerPixelSpacing => "ImagerPixelSpacing",
         BitsAllocated => "BitsAllocated",
         BitsStored => "BitsStored",
         HighBit => "HighBit",
