@@ -56,9 +56,10 @@ public static class ImageFileReader
         try
         {
             var decoded = codec.GetPixels(target, handle.AddrOfPinnedObject());
-            if (decoded is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
+            if (decoded != SKCodecResult.Success)
             {
-                throw new VolumeFormatException(path, "pixels", $"SkiaSharp could not decode the {format} data ({decoded})");
+                // IncompleteInput included: a truncated file would otherwise come back with zero-filled rows.
+                throw new VolumeFormatException(path, "pixels", $"SkiaSharp could not decode the {format} data ({decoded}); is the file truncated?");
             }
         }
         finally

@@ -31,6 +31,8 @@ public sealed class PipelineTests
         new RandomGaussianNoise { Std = 0.05, RandomStd = true },
         new RandomGaussianBlur { SigmaMin = 0.1, SigmaMax = 0.9 },
         new RandomCrop { Size = new VolumeShape(48, 48, 48) },
+        new ExtractSlice { Axis = SliceAxis.J, Index = 3 },
+        new RepeatChannels { Channels = 3 },
     ], "everything");
 
     [Fact]
