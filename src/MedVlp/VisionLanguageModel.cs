@@ -146,6 +146,12 @@ public sealed class VisionLanguageModel : IDisposable
     /// <summary>The TorchSharp module (for training and custom use): components, freezing, parameters.</summary>
     public CompositeModel Module { get; }
 
+    /// <summary>The model as an image encoder (embedding, linear probes, retrieval): every dual encoder, and image-only
+    /// models such as LVM-Med.</summary>
+    /// <exception cref="NotSupportedException">The architecture does not embed images.</exception>
+    public IImageEncoder ImageEncoder => Module as IImageEncoder
+        ?? throw new NotSupportedException($"Architecture \"{Architecture}\" does not embed images into vectors.");
+
     /// <summary>The model as a dual encoder (embedding and zero-shot classification).</summary>
     /// <exception cref="NotSupportedException">The architecture does not embed images and texts into one space.</exception>
     public IDualEncoder DualEncoder => Module as IDualEncoder
@@ -192,13 +198,20 @@ public sealed class VisionLanguageModel : IDisposable
     /// (B x C x D x H x W) tensor on <see cref="Device"/>.</summary>
     internal Tensor PrepareVolumes(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
     {
-        var expected = Module is IVolumeInputModel input ? input.ImageInputShape : DualEncoder.ImageInputShape;
+        var expected = (Module as IVolumeInputModel)?.ImageInputShape
+            ?? throw new NotSupportedException($"Architecture \"{Architecture}\" does not take preprocessed volumes or images.");
         var prepared = new Volume[volumes.Count];
         Parallel.For(0, volumes.Count, new ParallelOptions { CancellationToken = cancellationToken }, n =>
         {
             var input = volumes[n] ?? throw new ArgumentException($"Volume {n} is null.", nameof(volumes));
             var output = Preprocessing.Apply(input);
-            long[] shape = [output.Frames, output.Shape.Z, output.Shape.Y, output.Shape.X];
+            long[] shape = expected.Count == 3 ? [output.Frames, output.Shape.Y, output.Shape.X] : [output.Frames, output.Shape.Z, output.Shape.Y, output.Shape.X];
+            if (expected.Count == 3 && output.Shape.Z != 1)
+            {
+                throw new InvalidOperationException(
+                    $"The model's preprocessing turned a {input.Shape} volume into {output.Shape}; the 2D image encoder needs one slice (k = 1) of [{string.Join(", ", expected)}] (channels, j, i). Add an ExtractSlice step to {PreprocessingFileName}.");
+            }
+
             if (!shape.SequenceEqual(expected))
             {
                 throw new InvalidOperationException(
@@ -207,10 +220,11 @@ public sealed class VisionLanguageModel : IDisposable
 
             prepared[n] = output;
         });
-        return Collator.CollateVolumes(prepared, expected, Device);
+        return expected.Count == 3 ? Collator.CollateImages(prepared, expected, Device) : Collator.CollateVolumes(prepared, expected, Device);
     }
 
-    /// <summary>Preprocesses volumes for training (see <see cref="Training.PreparedTrainingData"/>): one (B x 1 x S x S x S) tensor on <see cref="Device"/>.</summary>
+    /// <summary>Preprocesses volumes for training (see <see cref="Training.PreparedTrainingData"/>): one (B x C x S x S x S) tensor
+    /// on <see cref="Device"/>, or (B x C x H x W) for a 2D image encoder.</summary>
     /// <param name="volumes">The volumes (any shape).</param>
     /// <param name="cancellationToken">Stops the preprocessing.</param>
     public Tensor PrepareVolumesForTraining(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)

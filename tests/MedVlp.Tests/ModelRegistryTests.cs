@@ -107,11 +107,12 @@ public sealed class ModelRegistryTests
     {
         RegisterTestArchitecture();
 
-        // Volume embedding through VisionLanguageModel needs a dual encoder (M-FLAG, a 2D image model, is not one).
+        // Volume embedding of 3D volumes and texts: the 3D dual encoders (M-FLAG is a 2D dual encoder, LVM-Med image-only;
+        // their 2D inputs are tested in TwoDimensionalInputTests).
         return [.. ModelRegistry.Names.Where(name =>
         {
             using var meta = ModelRegistry.Create(name, "tiny", new ModelCreateOptions { Device = new Device(DeviceType.META) });
-            return meta is IDualEncoder;
+            return meta is IDualEncoder { ImageInputShape.Count: 4 };
         })];
     }
 

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using MedVlp.Data;
 using MedVlp.Evaluation;
-using MedVlp.Volumes.IO;
 using Spectre.Console;
 
 namespace MedVlp.Cli.Commands;
@@ -88,7 +87,7 @@ internal static class ProbeCommand
             for (var i = 0; i < entries.Count; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                embeddings[i] = model.VolumeEncoder.Embed(VolumeReader.Read(entries[i].Path, cancellationToken: cancellationToken));
+                embeddings[i] = model.VolumeEncoder.Embed(ImageFileReader.ReadAny(entries[i].Path, cancellationToken));
                 step(i + 1);
             }
         }

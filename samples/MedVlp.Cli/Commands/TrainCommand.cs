@@ -9,6 +9,7 @@ using MedVlp.Text;
 using MedVlp.Training;
 using MedVlp.Volumes.Transforms;
 using Spectre.Console;
+using static TorchSharp.torch;
 
 namespace MedVlp.Cli.Commands;
 
@@ -142,7 +143,16 @@ internal static class TrainCommand
 
         using var model = recipe.CreateModel(tokenizer, device: device);
         using var objective = recipe.CreateObjective(model, group);
-        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = recipe.MaxTextTokens(model) }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
+        var plugin = recipe.Plugin;
+        var maxTokens = recipe.MaxTextTokens(model);
+        var needsReports = plugin?.NeedsReports ?? true;
+        var inputShape = (model.Module as MedVlp.Modeling.IVolumeInputModel)?.ImageInputShape
+            ?? throw new NotSupportedException($"Architecture \"{model.Architecture}\" does not take preprocessed volumes or images.");
+        var images = inputShape.Count == 3;
+        var views = recipe.ViewCount;
+        var augmentation = plugin is null ? null : recipe.CreateAugmentation(model.Config);
+        string Report(string report) => needsReports ? report : "";
+        var collator = new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = maxTokens }, recipe.Data.SentenceSubsetProbability, recipe.Seed);
         ITrainingData data;
         ITrainingData? validation = null;
         IReadOnlyList<SyntheticBrainCase> heldOut = [];
@@ -158,23 +168,45 @@ internal static class TrainCommand
 
                 var cases = SyntheticBrainDataset.Generate(count, recipe.Seed, cancellationToken: cancellationToken);
                 heldOut = SyntheticBrainDataset.Generate(Math.Max(3, count / 6), recipe.Seed, firstIndex: count, cancellationToken: cancellationToken);
-                var train = new PreparedTrainingData([.. cases.Select(c => c.Volume)], [.. cases.Select(recipe.SyntheticReport)],
-                    v => model.PrepareVolumesForTraining(v, cancellationToken), collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken)
+                if (plugin is not null && (views > 1 || augmentation is not null || images))
                 {
-                    ShardIndex = group.Rank, ShardCount = group.WorldSize,
-                };
-                disposables.Add(train);
-                data = train;
-                if (heldOut.Count >= 2)
+                    // 2D models train on the middle axial slice of each brain (the model's preprocessing extracts it); the views
+                    // are augmented afresh every epoch.
+                    Tensor Collate(IReadOnlyList<MedVlp.Volumes.Volume> v) => images ? Collator.CollateImages(v, inputShape, device) : Collator.CollateVolumes(v, inputShape, device);
+                    MedVlp.Volumes.Volume[] Prepare(IReadOnlyList<SyntheticBrainCase> set)
+                    {
+                        var prepared = new MedVlp.Volumes.Volume[set.Count];
+                        Parallel.For(0, set.Count, new ParallelOptions { CancellationToken = cancellationToken }, i => prepared[i] = model.Preprocessing.Apply(set[i].Volume));
+                        return prepared;
+                    }
+
+                    data = new AugmentedTrainingData(Prepare(cases), [.. cases.Select(c => Report(recipe.SyntheticReport(c)))], augmentation, views, Collate, collator, recipe.Data.BatchSize, recipe.Seed);
+                    if (heldOut.Count >= 2)
+                    {
+                        validation = new AugmentedTrainingData(Prepare(heldOut), [.. heldOut.Select(c => Report(recipe.SyntheticReport(c)))], augmentation, views, Collate,
+                            new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = maxTokens }), Math.Min(recipe.Data.BatchSize, heldOut.Count), recipe.Seed + 1);
+                    }
+                }
+                else
                 {
-                    var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(recipe.SyntheticReport)],
-                        v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, recipe.MaxTextTokens(model)),
-                        Math.Max(1, Math.Min(recipe.Data.BatchSize, heldOut.Count / group.WorldSize)), recipe.Seed, cancellationToken)
+                    var train = new PreparedTrainingData([.. cases.Select(c => c.Volume)], [.. cases.Select(recipe.SyntheticReport)],
+                        v => model.PrepareVolumesForTraining(v, cancellationToken), collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken)
                     {
                         ShardIndex = group.Rank, ShardCount = group.WorldSize,
                     };
-                    disposables.Add(val);
-                    validation = val;
+                    disposables.Add(train);
+                    data = train;
+                    if (heldOut.Count >= 2)
+                    {
+                        var val = new PreparedTrainingData([.. heldOut.Select(c => c.Volume)], [.. heldOut.Select(recipe.SyntheticReport)],
+                            v => model.PrepareVolumesForTraining(v, cancellationToken), new TrainingBatchCollator(tokenizer, maxTokens),
+                            Math.Max(1, Math.Min(recipe.Data.BatchSize, heldOut.Count / group.WorldSize)), recipe.Seed, cancellationToken)
+                        {
+                            ShardIndex = group.Rank, ShardCount = group.WorldSize,
+                        };
+                        disposables.Add(val);
+                        validation = val;
+                    }
                 }
             }
             else
@@ -182,24 +214,33 @@ internal static class TrainCommand
                 var m = Manifest.Load(manifestPath!);
                 var trainEntries = m.Entries.Any(e => e.Split.Length > 0) ? m.Split("train") : m.Entries;
                 var valEntries = m.Split("val");
-                var pipeline = recipe.Data.Augmentation is { } augmentation
-                    ? new TransformPipeline([.. TransformPipeline.FromJson(augmentation.GetRawText()).Transforms, .. model.Preprocessing.Transforms], "train")
-                    : model.Preprocessing;
+                // clip3d augments before its preprocessing; the 2D and self-supervised recipes augment the model-ready image.
+                var pipeline = plugin is not null && augmentation is not null
+                    ? new TransformPipeline([.. model.Preprocessing.Transforms, .. augmentation.Transforms], "train")
+                    : recipe.Data.Augmentation is { } json
+                        ? new TransformPipeline([.. TransformPipeline.FromJson(json.GetRawText()).Transforms, .. model.Preprocessing.Transforms], "train")
+                        : model.Preprocessing;
                 var options = new VolumeLoaderOptions
                 {
                     BatchSize = recipe.Data.BatchSize, Workers = recipe.Data.Workers, PrefetchBatches = recipe.Data.Prefetch, Seed = recipe.Seed, DropLast = true,
-                    ShardIndex = group.Rank, ShardCount = group.WorldSize,
+                    ShardIndex = group.Rank, ShardCount = group.WorldSize, Views = views, Reader = MedVlp.Data.ImageFileReader.ReadAny,
                 };
-                data = new LoaderTrainingData(new VolumeDataLoader(trainEntries, pipeline, options), collator);
+                if (!needsReports)
+                {
+                    trainEntries = [.. trainEntries.Select(e => e with { Report = "" })];
+                    valEntries = [.. valEntries.Select(e => e with { Report = "" })];
+                }
+
+                data = new LoaderTrainingData(new VolumeDataLoader(trainEntries, pipeline, options), collator) { Images = images };
                 if (valEntries.Count >= 2)
                 {
                     var valOptions = new VolumeLoaderOptions
                     {
                         BatchSize = Math.Max(1, Math.Min(recipe.Data.BatchSize, valEntries.Count / group.WorldSize)), Workers = recipe.Data.Workers, Shuffle = false,
-                        DropLast = true, ShardIndex = group.Rank, ShardCount = group.WorldSize,
+                        DropLast = true, ShardIndex = group.Rank, ShardCount = group.WorldSize, Views = views, Reader = MedVlp.Data.ImageFileReader.ReadAny,
                     };
-                    validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, model.Preprocessing, valOptions),
-                        new TrainingBatchCollator(tokenizer, recipe.MaxTextTokens(model)));
+                    validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, views > 1 ? pipeline : model.Preprocessing, valOptions),
+                        new TrainingBatchCollator(tokenizer, maxTokens)) { Images = images };
                 }
             }
 
@@ -210,18 +251,27 @@ internal static class TrainCommand
                 evaluate = token =>
                 {
                     var metrics = new Dictionary<string, double>(trainer.ValidationLoss(validation, token));
-                    if (heldOut.Count > 0)
+                    if (heldOut.Count > 0 && model.Module is MedBlipModel)
                     {
-                        if (model.Module is MedBlipModel)
+                        // MedBLIP: the contrastive zero-shot diagnosis (query-max similarity to each answer text).
+                        var diagnoses = new MedBlipAssistant(model).DiagnoseContrastive([.. heldOut.Select(c => c.Volume)]);
+                        metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => c.Diagnosis == diagnoses[i]).Count() / (double)heldOut.Count;
+                    }
+                    else if (heldOut.Count > 0 && model.Module is MedVlp.Modeling.IDualEncoder)
+                    {
+                        var predictions = model.CreateZeroShotClassifier(DemoCommand.DiagnosisLabels).Classify([.. heldOut.Select(c => c.Volume)], token);
+                        metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => (int)c.Diagnosis == predictions[i].LabelIndex).Count() / (double)heldOut.Count;
+                    }
+
+                    if (plugin is not null && model.Module is MedVlp.Modeling.IImageEncoder && heldOut.Count >= 6)
+                    {
+                        // What the encoder learned: a cross-validated linear probe of the diagnosis on the held-out embeddings.
+                        var embeddings = model.VolumeEncoder.Embed([.. heldOut.Select(c => c.Volume)], token);
+                        var labels = heldOut.Select(c => (int)c.Diagnosis).ToArray();
+                        var classes = Enum.GetNames<CognitiveDiagnosis>();
+                        if (labels.Distinct().Count() > 1)
                         {
-                            // MedBLIP: the contrastive zero-shot diagnosis (query-max similarity to each answer text).
-                            var diagnoses = new MedBlipAssistant(model).DiagnoseContrastive([.. heldOut.Select(c => c.Volume)]);
-                            metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => c.Diagnosis == diagnoses[i]).Count() / (double)heldOut.Count;
-                        }
-                        else
-                        {
-                            var predictions = model.CreateZeroShotClassifier(DemoCommand.DiagnosisLabels).Classify([.. heldOut.Select(c => c.Volume)], token);
-                            metrics["val/zero_shot_accuracy"] = heldOut.Where((c, i) => (int)c.Diagnosis == predictions[i].LabelIndex).Count() / (double)heldOut.Count;
+                            metrics["val/probe_accuracy"] = MedVlp.Evaluation.LinearProbe.CrossValidate(embeddings, labels, classes, 3, recipe.Seed, cancellationToken: token).Report.Accuracy;
                         }
                     }
 

@@ -28,6 +28,8 @@ public static class TransformRegistry
         Add<CropForeground>("crop_foreground");
         Add<Flip>("flip");
         Add<Rotate90>("rotate90");
+        Add<ExtractSlice>("extract_slice");
+        Add<RepeatChannels>("repeat_channels");
 
         // intensity
         Add<MinMaxNormalize>("min_max");

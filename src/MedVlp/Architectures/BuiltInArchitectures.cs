@@ -18,6 +18,9 @@ internal static class BuiltInArchitectures
         ModelRegistry.Register(MedBlip.MedBlipArchitecture.Descriptor);
         ModelRegistry.Register(MFlag.MFlagArchitecture.Descriptor);
         ModelRegistry.Register(Prior.PriorArchitecture.Descriptor);
-        Training.RecipeArchitectures.Register(MedBlip.MedBlipArchitecture.Recipe);
+        ModelRegistry.Register(LvmMed.LvmMedArchitecture.Descriptor);
+        Training.RecipeArchitectures.Register(new MFlag.MFlagRecipeArchitecture());
+        Training.RecipeArchitectures.Register(new LvmMed.LvmMedRecipeArchitecture());
+        Training.RecipeArchitectures.Register(new MedBlip.MedBlipRecipeArchitecture());
     }
 }

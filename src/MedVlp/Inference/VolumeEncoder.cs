@@ -18,11 +18,11 @@ public sealed class VolumeEncoder : IEmbeddingGenerator<Volume, Embedding<float>
     internal VolumeEncoder(VisionLanguageModel model)
     {
         _model = model;
-        _metadata = new EmbeddingGeneratorMetadata("MedVlp", defaultModelId: "medvlp-volume-encoder", defaultModelDimensions: (model.Module as MedVlp.Modeling.IDualEncoder)?.EmbeddingDim);
+        _metadata = new EmbeddingGeneratorMetadata("MedVlp", defaultModelId: "medvlp-volume-encoder", defaultModelDimensions: (model.Module as MedVlp.Modeling.IImageEncoder)?.EmbeddingDim);
     }
 
     /// <summary>Width of the embeddings.</summary>
-    public int Dimensions => _model.DualEncoder.EmbeddingDim;
+    public int Dimensions => _model.ImageEncoder.EmbeddingDim;
 
     /// <summary>Volumes per forward pass in the batch methods. Default 16.</summary>
     public int BatchSize { get; init; } = 16;
@@ -39,7 +39,7 @@ public sealed class VolumeEncoder : IEmbeddingGenerator<Volume, Embedding<float>
     {
         ArgumentNullException.ThrowIfNull(volumes);
         _model.ThrowIfDisposed();
-        return EmbeddingRows.EmbedInBatches(volumes, BatchSize, chunk => _model.DualEncoder.EncodeImages(_model.PrepareVolumes(chunk, cancellationToken)), cancellationToken);
+        return EmbeddingRows.EmbedInBatches(volumes, BatchSize, chunk => _model.ImageEncoder.EncodeImages(_model.PrepareVolumes(chunk, cancellationToken)), cancellationToken);
     }
 
     /// <inheritdoc />

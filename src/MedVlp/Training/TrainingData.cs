@@ -274,6 +274,9 @@ public sealed class LoaderTrainingData : ITrainingData
     /// <inheritdoc />
     public int BatchSize => _loader.Options.BatchSize;
 
+    /// <summary>Stack 2D images (one voxel thick along k) as [B, C, H, W] for 2D encoders instead of [B, C, 1, H, W].</summary>
+    public bool Images { get; init; }
+
     /// <inheritdoc />
     public int BatchesPerEpoch => _loader.ExamplesPerEpoch / _loader.Options.BatchSize;
 
@@ -288,8 +291,8 @@ public sealed class LoaderTrainingData : ITrainingData
                 yield break;
             }
 
-            var volumes = batch.ToTensor();
-            var second = batch.Samples[0].Views.Count > 1 ? batch.ToTensor(null, 1) : null;
+            var volumes = Images ? Collator.CollateImages([.. batch.Samples.Select(s => s.Views[0])]) : batch.ToTensor();
+            var second = batch.Samples[0].Views.Count > 1 ? (Images ? Collator.CollateImages([.. batch.Samples.Select(s => s.Views[1])]) : batch.ToTensor(null, 1)) : null;
             var keys = batch.Samples.Select(s => s.Position).ToArray();
             yield return _collator.Collate(volumes, second, batch.Reports, epoch, keys);
         }

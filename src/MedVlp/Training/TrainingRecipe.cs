@@ -33,7 +33,8 @@ public sealed record TrainingRecipe
     /// <summary>One line about it.</summary>
     public string Description { get; init; } = "";
 
-    /// <summary>The architecture (<c>clip3d</c>: a 3D ViT + BERT dual encoder).</summary>
+    /// <summary>The architecture: <c>clip3d</c> (a 3D ViT + BERT dual encoder) or a registered recipe architecture
+    /// (<see cref="RecipeArchitectures"/>: <c>mflag</c>, <c>lvmmed</c>, ...).</summary>
     public string Architecture { get; init; } = "clip3d";
 
     /// <summary>The size: the registry's <c>tiny</c> (the demo's) or <c>full</c>, or <c>test</c> (16^3 input, seconds per epoch).</summary>
@@ -153,6 +154,54 @@ public sealed record TrainingRecipe
             Steps = 400,
             Data = new DataSettings { BatchSize = 24 },
         },
+        new()
+        {
+            Name = "mflag",
+            Description = "M-FLAG, CPU-sized: the tiny model (ResNet 2D, frozen BERT), orthogonality + alignment, AdamW 1e-3 (wd 0.05), cosine warm restarts (first cycle 40% of the run), batch 32, 2D slices.",
+            Architecture = "mflag",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 0.05 },
+            Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycleFraction = 0.4, MinimumRate = 1e-8 },
+            GradientClipNorm = 0,
+            Epochs = 12,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "mflag-full",
+            Description = "M-FLAG as released: ResNet-50 + frozen BERT-base, AdamW 2e-5 (wd 0.05), CosineAnnealingWarmRestarts (T_0 = 40% of the run, eta_min 1e-8), batch 512, 50 epochs, no clipping.",
+            Architecture = "mflag",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-5, WeightDecay = 0.05, Beta2 = 0.999, Epsilon = 1e-8 },
+            Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycleFraction = 0.4, MinimumRate = 1e-8 },
+            GradientClipNorm = 0,
+            Epochs = 50,
+            Data = new DataSettings { BatchSize = 512 },
+        },
+        new()
+        {
+            Name = "lvmmed",
+            Description = "LVM-Med, CPU-sized: the tiny ResNet 2D + projector, two augmented views, k-NN graphs (k 5), message passing, second-order graph matching (Frank-Wolfe, black-box lambda 80), AdamW 1e-3, warm-up + cosine, batch 32.",
+            Architecture = "lvmmed",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "graph_matching", Loss = "graph_matching" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 1e-4 },
+            Epochs = 12,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "lvmmed-full",
+            Description = "LVM-Med at full size: ResNet-50 (3 channels, 224) + projector 2048 -> 256, two views, graph matching; the pre-training recipe was never released: AdamW 1e-4 (wd 1e-5), warm-up + cosine, batch 64, 100 epochs are MedVlp's defaults.",
+            Architecture = "lvmmed",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "graph_matching", Loss = "graph_matching" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-4, WeightDecay = 1e-5 },
+            Epochs = 100,
+            Data = new DataSettings { BatchSize = 64 },
+        },
     ];
 
     /// <summary>A built-in recipe by name, or a recipe file when <paramref name="nameOrPath"/> ends in <c>.json</c> or is a file.</summary>
@@ -204,20 +253,22 @@ public sealed record TrainingRecipe
     public void Validate(string source = "recipe")
     {
         void Fail(string field, string message) => throw new RecipeFormatException(source, field, message);
-        var other = Architecture == "clip3d" ? null : RecipeArchitectures.Find(Architecture);
-        if (Architecture != "clip3d" && other is null)
+        RecipeArchitecture? plugin = null;
+        if (Architecture != "clip3d" && !RecipeArchitectures.TryGet(Architecture ?? "", out plugin))
         {
             Fail("architecture", $"unknown architecture \"{Architecture}\"; available: clip3d, {string.Join(", ", RecipeArchitectures.Names)}");
         }
 
-        if (other is null ? Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full) : Size is not (ModelRegistry.Tiny or ModelRegistry.Full))
+        var losses = plugin?.Losses ?? ["clip", "siglip"];
+
+        if (plugin is null ? Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full) : Size is not (ModelRegistry.Tiny or ModelRegistry.Full))
         {
-            Fail("size", other is null ? $"unknown size \"{Size}\"; expected \"test\", \"tiny\" or \"full\"" : $"unknown size \"{Size}\"; expected \"tiny\" or \"full\"");
+            Fail("size", plugin is null ? $"unknown size \"{Size}\"; expected \"test\", \"tiny\" or \"full\"" : $"unknown size \"{Size}\"; expected \"tiny\" or \"full\"");
         }
 
-        if (other is not null && Objectives is { Count: > 1 })
+        if (plugin is not null && Objectives is { Count: > 1 })
         {
-            Fail("objectives", $"{Architecture} trains one objective (its paper's loss: {string.Join(", ", other.Losses)}), got {Objectives.Count}");
+            Fail("objectives", $"{Architecture} trains one objective (its paper's loss: {string.Join(", ", plugin.Losses)}), got {Objectives.Count}");
         }
 
         if (Objectives is null || Objectives.Count == 0)
@@ -228,9 +279,9 @@ public sealed record TrainingRecipe
         for (var i = 0; i < Objectives!.Count; i++)
         {
             var o = Objectives[i];
-            if (o is null || (other is null ? o.Loss is not ("clip" or "siglip") : !other.Losses.Contains(o.Loss)))
+            if (o is null || !losses.Contains(o.Loss))
             {
-                Fail($"objectives[{i}].loss", $"unknown loss \"{o?.Loss}\"; available for {Architecture}: {(other is null ? "clip, siglip" : string.Join(", ", other.Losses))}");
+                Fail($"objectives[{i}].loss", $"unknown loss \"{o?.Loss}\"; available for {Architecture}: {string.Join(", ", losses)}");
             }
 
             if (string.IsNullOrWhiteSpace(o!.Name) || !o.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
@@ -326,6 +377,11 @@ public sealed record TrainingRecipe
             Fail("data.batch_size", $"a contrastive batch needs at least 2 examples, got {Data.BatchSize}");
         }
 
+        if (Data.Views is not null && Data.Views is not (1 or 2))
+        {
+            Fail("data.views", $"must be 1 or 2, got {Data.Views}");
+        }
+
         if (Data.SentenceSubsetProbability is < 0 or > 1)
         {
             Fail("data.sentence_subset_probability", $"must be in [0, 1], got {Data.SentenceSubsetProbability}");
@@ -381,17 +437,53 @@ public sealed record TrainingRecipe
         new CropOrPad { Size = new VolumeShape(size, size, size), FillValue = 0, Centering = CropOrPadCentering.ExtraAfter },
     ], $"medblip-{size}");
 
+    /// <summary>The registered recipe architecture of <see cref="Architecture"/>, or null for the built-in <c>clip3d</c>.</summary>
+    [JsonIgnore]
+    public RecipeArchitecture? Plugin => Architecture != "clip3d" && RecipeArchitectures.TryGet(Architecture, out var a) ? a : null;
+
+    /// <summary>Augmented views per example (2 for two-view self-supervision such as LVM-Med).</summary>
+    [JsonIgnore]
+    public int ViewCount => Data.Views ?? Plugin?.Views ?? 1;
+
+    /// <summary>The model configuration of <see cref="Size"/> for any architecture.</summary>
+    public ArchitectureConfig CreateModelConfig(int vocabularySize) => Plugin is { } plugin ? plugin.ModelConfig(Size, vocabularySize) : ModelConfig(vocabularySize);
+
+    /// <summary>The deterministic preprocessing of the recipe's model.</summary>
+    public TransformPipeline CreatePreprocessing(ArchitectureConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Plugin is { } plugin ? plugin.Preprocessing(config) : Preprocessing(((Clip3dConfig)config).Volume.InputSize);
+    }
+
+    /// <summary>The longest tokenized report of <paramref name="model"/> (the limit of the batch collator).</summary>
+    public int MaxTextTokens(VisionLanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Plugin is { } plugin ? plugin.MaxTextTokens(model) : model.DualEncoder.MaxTextTokens;
+    }
+
+    /// <summary>The text of a synthetic case this recipe's architecture trains on (clip3d: the report; MedBLIP: the EHR
+    /// text with its diagnosis sentence).</summary>
+    public string SyntheticReport(Synthetic.SyntheticBrainCase example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        return Plugin is { } plugin ? plugin.SyntheticReport(example) : example.Report;
+    }
+
+    /// <summary>The random transforms that make the training views: <see cref="DataSettings.Augmentation"/>, else the
+    /// architecture's default (LVM-Med's two views), else null.</summary>
+    public TransformPipeline? CreateAugmentation(ArchitectureConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Data.Augmentation is { } json ? TransformPipeline.FromJson(json.GetRawText()) : Plugin?.DefaultAugmentation(config);
+    }
+
     /// <summary>Creates the recipe's model with seeded initial weights.</summary>
     public VisionLanguageModel CreateModel(TextTokenizer tokenizer, int? seed = null, torch.Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
-        if (OtherArchitecture() is { } other)
-        {
-            return other.CreateModel(this, tokenizer, seed ?? Seed, device);
-        }
-
-        var config = ModelConfig(tokenizer.VocabularySize);
-        return VisionLanguageModel.Create(config, tokenizer, Preprocessing(config.Volume.InputSize), seed ?? Seed, device);
+        var config = CreateModelConfig(tokenizer.VocabularySize);
+        return VisionLanguageModel.Create(config, tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
     }
 
     /// <summary>Creates the recipe's objective for <paramref name="model"/>.</summary>
@@ -400,14 +492,9 @@ public sealed record TrainingRecipe
     public TrainingObjective CreateObjective(VisionLanguageModel model, Distributed.ProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (OtherArchitecture() is { } other)
+        if (Plugin is { } plugin)
         {
-            if (group is { WorldSize: > 1 })
-            {
-                throw new NotSupportedException($"Recipe \"{Name}\": {Architecture} trains in one process; data-parallel training is offered for clip3d.");
-            }
-
-            return other.CreateObjective(this, model);
+            return plugin.CreateObjective(this, model, group);
         }
 
         var siglip = Objectives.Any(o => o.Loss == "siglip");
@@ -424,20 +511,6 @@ public sealed record TrainingRecipe
         }
 
         return new DualEncoderObjective(model, composite, learnLogitBias: siglip);
-    }
-
-    /// <summary>The longest tokenized report of <paramref name="model"/> (the limit of the batch collator).</summary>
-    public int MaxTextTokens(VisionLanguageModel model)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        return OtherArchitecture() is { } other ? other.MaxTextTokens(model) : model.DualEncoder.MaxTextTokens;
-    }
-
-    /// <summary>The text of a synthetic case this recipe's architecture trains on (clip3d: the report).</summary>
-    public string SyntheticReport(Synthetic.SyntheticBrainCase example)
-    {
-        ArgumentNullException.ThrowIfNull(example);
-        return OtherArchitecture() is { } other ? other.SyntheticReport(example) : example.Report;
     }
 
     /// <summary>The trainer options of this recipe, with the run's overrides.</summary>
@@ -468,10 +541,6 @@ public sealed record TrainingRecipe
 
     // CLIP: every rank scores the whole gathered batch, so the local rows' gradient times the world size is exact without a
     // collective in the backward; SigLIP scores local rows against gathered texts, so its gather all-reduces in the backward.
-    private RecipeArchitecture? OtherArchitecture() => Architecture == "clip3d"
-        ? null
-        : RecipeArchitectures.Find(Architecture) ?? throw new KeyNotFoundException($"Recipe \"{Name}\": no architecture \"{Architecture}\" is registered for training; available: clip3d, {string.Join(", ", RecipeArchitectures.Names)}.");
-
     private static VlpLoss<ContrastiveInput> CreateLoss(ObjectiveSettings o, Distributed.ProcessGroup? group) => o.Loss switch
     {
         "siglip" => new SigLipLoss(new SigLipLossOptions { Gatherer = Gatherer(group, Distributed.GatheredGradient.AllReduced) }),
@@ -522,6 +591,9 @@ public sealed record ScheduleSettings
     /// <summary>First cycle length in steps (<c>cosine_restarts</c>).</summary>
     public long FirstCycle { get; init; } = 100;
 
+    /// <summary>First cycle as a fraction of the stage's steps (<c>cosine_restarts</c>; M-FLAG's 0.4); 0 uses <see cref="FirstCycle"/>.</summary>
+    public double FirstCycleFraction { get; init; }
+
     /// <summary>Cycle growth factor (<c>cosine_restarts</c>).</summary>
     public int CycleMultiplier { get; init; } = 1;
 
@@ -538,6 +610,7 @@ public sealed record ScheduleSettings
         "step" when StepSize < 1 => ("step_size", $"must be >= 1, got {StepSize}"),
         "step" => Gamma > 0 ? null : ("gamma", $"must be positive, got {Gamma}"),
         "cosine_restarts" when FirstCycle < 1 => ("first_cycle", $"must be >= 1, got {FirstCycle}"),
+        "cosine_restarts" when FirstCycleFraction is < 0 or > 1 => ("first_cycle_fraction", $"must be in [0, 1], got {FirstCycleFraction}"),
         "cosine_restarts" when CycleMultiplier < 1 => ("cycle_multiplier", $"must be >= 1, got {CycleMultiplier}"),
         "cosine_restarts" => MinimumRate >= 0 ? null : ("minimum_rate", "must be >= 0"),
         _ => ("type", $"unknown schedule \"{Type}\"; expected warmup_cosine, constant, step or cosine_restarts"),
@@ -548,9 +621,17 @@ public sealed record ScheduleSettings
     {
         "constant" => LearningRateSchedule.Constant(WarmupSteps),
         "step" => LearningRateSchedule.Step(StepSize, Gamma),
+        "cosine_restarts" when FirstCycleFraction > 0 => new FractionalRestarts(FirstCycleFraction, CycleMultiplier, MinimumRate),
         "cosine_restarts" => LearningRateSchedule.CosineWarmRestarts(FirstCycle, CycleMultiplier, MinimumRate),
         _ => LearningRateSchedule.WarmupCosine(WarmupFraction, FinalFraction),
     };
+}
+
+/// <summary>Cosine warm restarts whose first cycle is a fraction of the stage (M-FLAG: T_0 = 0.4 of the run).</summary>
+internal sealed class FractionalRestarts(double fraction, int multiplier, double minimum) : LearningRateSchedule
+{
+    public override double LearningRate(double baseRate, long stageStep, long totalSteps) =>
+        CosineWarmRestarts(Math.Max(1, (long)(fraction * totalSteps)), multiplier, minimum).LearningRate(baseRate, stageStep, totalSteps);
 }
 
 /// <summary>A stage of a recipe.</summary>
@@ -587,9 +668,12 @@ public sealed record DataSettings
     /// <summary>Batches prepared ahead.</summary>
     public int Prefetch { get; init; } = 2;
 
-    /// <summary>Random transforms applied before the model's preprocessing, as a <see cref="TransformPipeline"/> JSON object
-    /// (manifest data only); null for none.</summary>
+    /// <summary>Random transforms applied before the model's preprocessing, as a <see cref="TransformPipeline"/> JSON object;
+    /// null for none (or the architecture's default views, for two-view self-supervision).</summary>
     public JsonElement? Augmentation { get; init; }
+
+    /// <summary>Augmented views per example (1 or 2); null for the architecture's own (LVM-Med: 2).</summary>
+    public int? Views { get; init; }
 }
 
 /// <summary>A recipe file is invalid: the message names the file and the field.</summary>

@@ -195,7 +195,8 @@ internal sealed class DicomImage
         var classic = new DicomFrameGeometry(
             ds.GetDecimals(DicomTag.ImagePositionPatient, 3),
             ds.GetDecimals(DicomTag.ImageOrientationPatient, 6),
-            ds.GetDecimals(DicomTag.PixelSpacing, 2),
+            // Projection radiographs (CR, DX) may give only the detector's ImagerPixelSpacing (PS3.3 C.8.11.4).
+            ds.GetDecimals(DicomTag.PixelSpacing, 2) ?? ds.GetDecimals(DicomTag.ImagerPixelSpacing, 2),
             slope,
             intercept);
 

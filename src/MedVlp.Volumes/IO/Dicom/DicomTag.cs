@@ -21,6 +21,7 @@ internal static class DicomTag
     public const uint Rows = 0x0028_0010;
     public const uint Columns = 0x0028_0011;
     public const uint PixelSpacing = 0x0028_0030;
+    public const uint ImagerPixelSpacing = 0x0018_1164;
     public const uint BitsAllocated = 0x0028_0100;
     public const uint BitsStored = 0x0028_0101;
     public const uint HighBit = 0x0028_0102;
@@ -46,7 +47,7 @@ internal static class DicomTag
         TransferSyntaxUid or SopInstanceUid or StudyInstanceUid or SeriesInstanceUid => Vr.UI,
         Modality or PhotometricInterpretation => Vr.CS,
         SeriesDescription => Vr.LO,
-        SliceThickness or SpacingBetweenSlices or ImagePositionPatient or ImageOrientationPatient or PixelSpacing
+        SliceThickness or SpacingBetweenSlices or ImagePositionPatient or ImageOrientationPatient or PixelSpacing or ImagerPixelSpacing
             or RescaleIntercept or RescaleSlope => Vr.DS,
         InstanceNumber or NumberOfFrames => Vr.IS,
         SamplesPerPixel or PlanarConfiguration or Rows or Columns or BitsAllocated or BitsStored or HighBit or PixelRepresentation => Vr.US,
@@ -79,6 +80,7 @@ internal static class DicomTag
         Rows => "Rows",
         Columns => "Columns",
         PixelSpacing => "PixelSpacing",
+        ImagerPixelSpacing => "ImagerPixelSpacing",
         BitsAllocated => "BitsAllocated",
         BitsStored => "BitsStored",
         HighBit => "HighBit",

@@ -31,6 +31,13 @@ public sealed record MFlagConfig : ArchitectureConfig
     /// <summary>Longest tokenized report, special tokens included.</summary>
     public int MaxTextTokens { get; init; } = 128;
 
+    /// <summary>Edge of the preprocessed image in pixels (the released code's 224; tiny: 64).</summary>
+    public int ImageSize { get; init; } = 224;
+
+    /// <summary>The fixed multiplier of cosine similarities in zero-shot classification: M-FLAG learns no temperature
+    /// (its alignment loss has none). Default 100 (CLIP's largest scale).</summary>
+    public double ZeroShotLogitScale { get; init; } = 100;
+
     /// <summary>The <c>full</c> size: the released model (ResNet-50 on 3-channel images, BERT-base, 2048 -> 1024 projectors).</summary>
     /// <param name="vocabularySize">Rows of the word embedding (CXR-BERT-general: 30522).</param>
     public static MFlagConfig Full(int vocabularySize = 30522) => new() { Text = BertConfig.BertBase with { VocabSize = vocabularySize } };
@@ -56,6 +63,7 @@ public sealed record MFlagConfig : ArchitectureConfig
         ProjectionHidden = 64,
         EmbeddingDim = 32,
         MaxTextTokens = 64,
+        ImageSize = 64,
     };
 
     /// <inheritdoc />
@@ -86,6 +94,8 @@ public sealed record MFlagConfig : ArchitectureConfig
         Text.Validate("text.");
         ModelLimits.Check("projection_hidden", ProjectionHidden, 1, ModelLimits.MaxWidth);
         ModelLimits.Check("embedding_dim", EmbeddingDim, 1, ModelLimits.MaxWidth);
+        ModelLimits.Check("image_size", ImageSize, 32, ModelLimits.MaxInputSize);
+        ModelLimits.Check("zero_shot_logit_scale", ZeroShotLogitScale, 1e-3, 1e4);
         ModelLimits.Check("max_text_tokens", MaxTextTokens, 2, Text.MaxPositionEmbeddings, "text.max_position_embeddings");
     }
 }

@@ -5,6 +5,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
 
 namespace MedVlp.Architectures.MFlag;
 
@@ -30,9 +31,11 @@ public sealed record MFlagOutput(Tensor ImageFeature, Tensor ImageEmbedding, Ten
 /// <c>no_grad</c>, nothing upstream of token ids training, and cacheable per token sequence), and the projectors
 /// <c>proj_v</c> = Linear(2048, 2048), BatchNorm1d, ReLU, Linear(2048, 1024), BatchNorm1d(affine = false) and <c>proj_t</c>
 /// (the same from the 768-wide CLS state). The loss (<see cref="Loss"/>) is <see cref="OrthogonalityLoss"/> on the raw
-/// pooled image feature plus <see cref="AlignmentLoss"/> between the two projections.
+/// pooled image feature plus <see cref="AlignmentLoss"/> between the two projections. As an <see cref="IDualEncoder"/> it
+/// embeds images and reports into the shared space (normalised <c>proj_v</c> / <c>proj_t</c> outputs), for embedding,
+/// probes and zero-shot classification.
 /// </summary>
-public sealed class MFlagModel : CompositeModel
+public sealed class MFlagModel : CompositeModel, IDualEncoder
 {
     /// <summary>The component names, as the released code.</summary>
     public const string ImageComponent = "encoder", TextComponent = "lm_model", ImageProjectorComponent = "proj_v", TextProjectorComponent = "proj_t";
@@ -139,6 +142,33 @@ public sealed class MFlagModel : CompositeModel
         var result = new LossOutput(orth + align, [new("orthogonality", orth.detach()), new("alignment", align.detach())]);
         return result.MoveToOuter(scope);
     }
+
+    /// <inheritdoc />
+    public int EmbeddingDim => _config.EmbeddingDim;
+
+    /// <inheritdoc />
+    public IReadOnlyList<long> ImageInputShape => [_config.Image.InChannels, _config.ImageSize, _config.ImageSize];
+
+    /// <inheritdoc />
+    public int MaxTextTokens => _config.MaxTextTokens;
+
+    /// <summary>L2-normalised <c>proj_v</c> of the pooled image feature.</summary>
+    public Tensor EncodeImages(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(F.normalize(proj_v.forward(encoder.Features(images).Pooled), dim: -1));
+    }
+
+    /// <summary>L2-normalised <c>proj_t</c> of the text encoder's CLS state.</summary>
+    public Tensor EncodeTexts(Tensor inputIds, Tensor attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(F.normalize(proj_t.forward(EncodeTextCls(inputIds, attentionMask)), dim: -1));
+    }
+
+    /// <summary>The fixed zero-shot scale <see cref="MFlagConfig.ZeroShotLogitScale"/> (M-FLAG learns none).</summary>
+    public Tensor LogitScale() => tensor(_config.ZeroShotLogitScale, device: encoder.parameters().First().device);
 
     /// <summary>Empties the frozen-text cache.</summary>
     public void ClearTextCache() => _cache.Clear();

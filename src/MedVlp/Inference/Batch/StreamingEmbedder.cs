@@ -87,7 +87,7 @@ public sealed class StreamingEmbedder
     {
         ArgumentNullException.ThrowIfNull(inputs);
         _model.ThrowIfDisposed();
-        var shape = _model.DualEncoder.ImageInputShape.ToArray();
+        var shape = _model.ImageEncoder.ImageInputShape.ToArray();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var pending = Channel.CreateBounded<Task<Prepared>>(new BoundedChannelOptions(_options.PrefetchBatches * _options.BatchSize) { SingleReader = true, SingleWriter = true });
         using var workers = new SemaphoreSlim(_options.Workers);
@@ -226,7 +226,7 @@ public sealed class StreamingEmbedder
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
             var input = Collator.CollateVolumes([.. ok.Select(p => p.Volume!)], shape, _model.Device);
-            var embeddings = _model.DualEncoder.EncodeImages(input).cpu().contiguous();
+            var embeddings = _model.ImageEncoder.EncodeImages(input).cpu().contiguous();
             var flat = embeddings.data<float>().ToArray();
             var e = (int)embeddings.shape[1];
             rows = new float[ok.Length][];

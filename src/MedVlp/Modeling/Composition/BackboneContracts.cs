@@ -124,27 +124,33 @@ public interface ICausalLanguageModel
 /// encoder: what a model package checks its preprocessing against before training.</summary>
 public interface IVolumeInputModel
 {
-    /// <summary>The shape of one preprocessed volume (channels, k, j, i).</summary>
+    /// <summary>The shape of one preprocessed example: channels, then spatial sizes (C x D x H x W for volumes, C x H x W
+    /// for 2D images).</summary>
     IReadOnlyList<long> ImageInputShape { get; }
+}
+
+/// <summary>
+/// A model that embeds images (2D or 3D) into vectors: what <see cref="MedVlp.Inference.VolumeEncoder"/>, the linear probe
+/// and retrieval need. Dual encoders (<see cref="IDualEncoder"/>) are image encoders; image-only self-supervised models
+/// (LVM-Med) are too.
+/// </summary>
+public interface IImageEncoder : IVolumeInputModel
+{
+    /// <summary>Width of the image embeddings.</summary>
+    int EmbeddingDim { get; }
+
+    /// <summary>L2-normalised image embeddings (B x E) of preprocessed images (B x <see cref="ImageInputShape"/>).</summary>
+    Tensor EncodeImages(Tensor images);
 }
 
 /// <summary>
 /// A model that embeds images and texts into one space (CLIP-style): what <see cref="Inference.VolumeEncoder"/>,
 /// <see cref="Inference.TextEncoder"/> and zero-shot classification need from an architecture.
 /// </summary>
-public interface IDualEncoder
+public interface IDualEncoder : IImageEncoder
 {
-    /// <summary>Width of the shared embedding space.</summary>
-    int EmbeddingDim { get; }
-
-    /// <summary>The shape of one preprocessed image example (channels, then spatial sizes).</summary>
-    IReadOnlyList<long> ImageInputShape { get; }
-
     /// <summary>The longest tokenized text, special tokens included.</summary>
     int MaxTextTokens { get; }
-
-    /// <summary>L2-normalised image embeddings (B x E) of preprocessed images (B x <see cref="ImageInputShape"/>).</summary>
-    Tensor EncodeImages(Tensor images);
 
     /// <summary>L2-normalised text embeddings (B x E) of token ids and attention mask (B x T).</summary>
     Tensor EncodeTexts(Tensor inputIds, Tensor attentionMask);

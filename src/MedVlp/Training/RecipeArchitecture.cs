@@ -1,0 +1,99 @@
+using System.Diagnostics.CodeAnalysis;
+using MedVlp.Modeling;
+using MedVlp.Volumes.Transforms;
+
+namespace MedVlp.Training;
+
+/// <summary>
+/// What <see cref="TrainingRecipe"/> needs to train an architecture other than the built-in <c>clip3d</c>: its model
+/// configuration per size, its deterministic preprocessing, its objectives and how many augmented views an example
+/// needs. Each paper registers its own (<see cref="RecipeArchitectures.Register"/>) from its folder, so the training layer
+/// never names a paper.
+/// </summary>
+public abstract class RecipeArchitecture
+{
+    /// <summary>The registry name of the architecture (the recipe's <c>architecture</c>).</summary>
+    public abstract string Name { get; }
+
+    /// <summary>The loss names a recipe's objectives may use (the first is the default).</summary>
+    public abstract IReadOnlyList<string> Losses { get; }
+
+    /// <summary>Whether training needs a report per example (image-only self-supervision does not).</summary>
+    public virtual bool NeedsReports => true;
+
+    /// <summary>Augmented views per example: 1, or 2 for two-view self-supervision (the batch's <see cref="TrainingBatch.SecondViews"/>).</summary>
+    public virtual int Views => 1;
+
+    /// <summary>The model configuration of a recipe size (<c>tiny</c>, <c>full</c>, or <c>test</c> as tiny) over a vocabulary.</summary>
+    public abstract ArchitectureConfig ModelConfig(string size, int vocabularySize);
+
+    /// <summary>The deterministic preprocessing from any volume or image to the model's input (stored with the model).</summary>
+    public abstract TransformPipeline Preprocessing(ArchitectureConfig config);
+
+    /// <summary>The random transforms that make each view (applied before <see cref="Preprocessing"/>'s resize, or to the
+    /// preprocessed image), or null for none. Recipes override it with <see cref="DataSettings.Augmentation"/>.</summary>
+    public virtual TransformPipeline? DefaultAugmentation(ArchitectureConfig config) => null;
+
+    /// <summary>The longest tokenized text the collator keeps for <paramref name="model"/> (default: the dual encoder's
+    /// limit, 2 tokens for image-only models).</summary>
+    public virtual int MaxTextTokens(VisionLanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return (model.Module as IDualEncoder)?.MaxTextTokens ?? 2;
+    }
+
+    /// <summary>The text a synthetic brain case contributes (default: its report).</summary>
+    public virtual string SyntheticReport(Synthetic.SyntheticBrainCase example)
+    {
+        ArgumentNullException.ThrowIfNull(example);
+        return example.Report;
+    }
+
+    /// <summary>The objective of <paramref name="recipe"/> for <paramref name="model"/>.</summary>
+    public abstract TrainingObjective CreateObjective(TrainingRecipe recipe, VisionLanguageModel model, Distributed.ProcessGroup? group);
+}
+
+/// <summary>The recipe architectures besides <c>clip3d</c>, by name. Thread-safe.</summary>
+public static class RecipeArchitectures
+{
+    private static readonly Lock Gate = new();
+    private static readonly Dictionary<string, RecipeArchitecture> ByName = new(StringComparer.Ordinal);
+
+    /// <summary>The registered names, sorted.</summary>
+    public static IReadOnlyList<string> Names
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return [.. ByName.Keys.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>Registers (or replaces) a recipe architecture.</summary>
+    public static void Register(RecipeArchitecture architecture)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        ArgumentException.ThrowIfNullOrWhiteSpace(architecture.Name);
+        if (architecture.Views is not (1 or 2) || architecture.Losses.Count == 0)
+        {
+            throw new ArgumentException($"Recipe architecture \"{architecture.Name}\" needs 1 or 2 views and at least one loss.", nameof(architecture));
+        }
+
+        lock (Gate)
+        {
+            ByName[architecture.Name] = architecture;
+        }
+    }
+
+    /// <summary>Looks a recipe architecture up.</summary>
+    public static bool TryGet(string name, [NotNullWhen(true)] out RecipeArchitecture? architecture)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        lock (Gate)
+        {
+            return ByName.TryGetValue(name, out architecture);
+        }
+    }
+}

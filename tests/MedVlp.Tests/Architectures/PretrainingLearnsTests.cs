@@ -1,0 +1,119 @@
+using MedVlp.Architectures.LvmMed;
+using MedVlp.Architectures.MFlag;
+using MedVlp.Backbones.Onnx;
+using MedVlp.Data;
+using MedVlp.Evaluation;
+using MedVlp.Modeling;
+using MedVlp.Synthetic;
+using MedVlp.Testing;
+using MedVlp.Text;
+using MedVlp.Training;
+using MedVlp.Volumes;
+using MedVlp.Volumes.Transforms;
+using MedVlp.Weights;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace MedVlp.Tests.Architectures;
+
+/// <summary>
+/// Pre-training must teach the image encoder something: a seeded tiny run (160 slices, batch 32, 8 epochs) of each
+/// recipe's objective through the <see cref="Trainer"/> on the middle axial slices of the synthetic brains, then a
+/// cross-validated linear probe of the diagnosis (CN / MCI / AD: ventricle size and cortical atrophy) on 150 held-out slices
+/// (5 folds, averaged over 4 fold assignments), compared with the same encoder at its random initialisation. Measured:
+/// M-FLAG 0.572 -> 0.628 (with the real MiniLM as its frozen language model; a random tiny BERT gives no signal), LVM-Med
+/// 0.572 -> 0.678 (image only, two views).
+/// </summary>
+[Collection(nameof(TorchRandomState))]
+public sealed class PretrainingLearnsTests(ITestOutputHelper output)
+{
+    private const int Size = 48;
+    private static readonly Lazy<(Volume[] Train, string[] Reports, Volume[] HeldOut, int[] Labels)> Data = new(() =>
+    {
+        var pipeline = new TransformPipeline(
+        [
+            new ExtractSlice { Axis = SliceAxis.K },
+            new ResampleToShape { Shape = new VolumeShape(Size, Size, 1) },
+            new MinMaxNormalize(),
+        ]);
+        var train = SyntheticBrainDataset.Generate(160, seed: 5);
+        var held = SyntheticBrainDataset.Generate(150, seed: 5, firstIndex: 10_000);
+        return ([.. train.Select(c => pipeline.Apply(c.Volume))], [.. train.Select(c => c.Report)], [.. held.Select(c => pipeline.Apply(c.Volume))], [.. held.Select(c => (int)c.Diagnosis)]);
+    });
+
+    [Fact]
+    public void MFlagPretrainingBeatsRandomInitialisationOnTheLinearProbe()
+    {
+        // M-FLAG's signal is the frozen language model's: the real MiniLM-L6 (ONNX initializers read into MedVlp's BERT).
+        var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(TestData.File("minilm/vocab.txt"));
+        var miniLm = new BertConfig
+        {
+            VocabSize = 30522, HiddenSize = 384, NumHiddenLayers = 6, NumAttentionHeads = 12, IntermediateSize = 1536, MaxPositionEmbeddings = 512, TypeVocabSize = 2,
+        };
+        var config = MFlagConfig.Tiny(tokenizer.VocabularySize) with { Text = miniLm, ImageSize = Size, MaxTextTokens = 128 };
+        using var model = (MFlagModel)ModelRegistry.Create(config, new ModelCreateOptions { Seed = 11, Freeze = MFlagModel.DefaultFreeze });
+        var loaded = WeightLoader.Load(model.TextEncoder, OnnxInitializers.Load(TestData.File("minilm/model.onnx")), new WeightLoadOptions { Layout = "hf-bert" });
+        Assert.True(loaded.IsComplete, loaded.Describe());
+        model.CacheFrozenTextOutputs = true;
+        // The released trainer saves the encoder for downstream tasks: probe its pooled feature, as the paper evaluates.
+        Func<Tensor, Tensor> encode = x => nn.functional.normalize(model.ImageEncoder.forward(x), dim: -1);
+        var before = Probe(encode);
+        using var objective = new MFlagObjective(model);
+        var collator = new TrainingBatchCollator(tokenizer, config.MaxTextTokens);
+        Train(objective, collator, Data.Value.Reports, views: 1, augmentation: null, lr: 2e-3);
+        var after = Probe(encode);
+        Report("M-FLAG", before, after);
+        Assert.True(after - before >= 0.04, $"M-FLAG: probe accuracy {before:F3} -> {after:F3}, expected a gain of at least 0.04");
+    }
+
+    [Fact]
+    public void LvmMedPretrainingBeatsRandomInitialisationOnTheLinearProbe()
+    {
+        var config = LvmMedConfig.Tiny() with { ImageSize = Size, Matching = new LvmMedMatchingConfig { Neighbors = 4 } };
+        using var model = (LvmMedModel)ModelRegistry.Create(config, new ModelCreateOptions { Seed = 11 });
+        var before = Probe(model.EncodeImages);
+        using var objective = new LvmMedObjective(model, model.CreateLoss(seed: 11));
+        var collator = new TrainingBatchCollator(WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")), 8);
+        var augmentation = ((RecipeArchitectures.TryGet("lvmmed", out var a) ? a : null) ?? throw new InvalidOperationException("lvmmed recipe missing")).DefaultAugmentation(config);
+        Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, lr: 2e-3);
+        var after = Probe(model.EncodeImages);
+        Report("LVM-Med", before, after);
+        Assert.True(after - before >= 0.05, $"LVM-Med: probe accuracy {before:F3} -> {after:F3}, expected a gain of at least 0.05");
+    }
+
+    private void Report(string name, double before, double after) =>
+        output.WriteLine($"{name}: held-out diagnosis probe accuracy (5-fold, mean of 4 fold assignments) {before:F3} -> {after:F3}");
+
+    private static void Train(TrainingObjective objective, TrainingBatchCollator collator, string[] reports, int views, TransformPipeline? augmentation, double lr)
+    {
+        var d = Data.Value;
+        var data = new AugmentedTrainingData(d.Train, reports, augmentation, views, v => Collator.CollateImages(v), collator, 32, seed: 3);
+        var options = new TrainerOptions
+        {
+            Optimizer = new OptimizerSettings { LearningRate = lr, WeightDecay = 1e-4 },
+            Schedule = LearningRateSchedule.WarmupCosine(0.1),
+            Epochs = 8,
+            Seed = 3,
+        };
+        using var trainer = new Trainer(objective, options);
+        trainer.Fit(data);
+    }
+
+    private static double Probe(Func<Tensor, Tensor> encode)
+    {
+        var d = Data.Value;
+        float[][] features;
+        using (no_grad())
+        using (var scope = NewDisposeScope())
+        {
+            var embedded = encode(Collator.CollateImages(d.HeldOut)).contiguous();
+            var flat = embedded.data<float>().ToArray();
+            var width = (int)embedded.shape[1];
+            features = [.. Enumerable.Range(0, d.HeldOut.Length).Select(i => flat.AsSpan(i * width, width).ToArray())];
+        }
+
+        string[] classes = ["CN", "MCI", "AD"];
+        return Enumerable.Range(0, 4).Average(seed => LinearProbe.CrossValidate(features, d.Labels, classes, 5, seed).Report.Accuracy);
+    }
+}
