@@ -139,7 +139,7 @@ public interface IImageEncoder : IVolumeInputModel
     /// <summary>Width of the image embeddings.</summary>
     int EmbeddingDim { get; }
 
-    /// <summary>L2-normalised image embeddings (B x E) of preprocessed images (B x <see cref="ImageInputShape"/>).</summary>
+    /// <summary>L2-normalised image embeddings (B x E) of preprocessed images (B x <see cref="IVolumeInputModel.ImageInputShape"/>).</summary>
     Tensor EncodeImages(Tensor images);
 }
 
