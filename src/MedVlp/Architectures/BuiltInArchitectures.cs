@@ -17,5 +17,6 @@ internal static class BuiltInArchitectures
     {
         ModelRegistry.Register(MedBlip.MedBlipArchitecture.Descriptor);
         ModelRegistry.Register(MFlag.MFlagArchitecture.Descriptor);
+        ModelRegistry.Register(Colipri.ColipriArchitecture.Descriptor);
     }
 }
