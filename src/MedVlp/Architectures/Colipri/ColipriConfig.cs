@@ -36,6 +36,14 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// <summary>The text encoder (BERT-base layout, as CXR-BERT).</summary>
     public BertConfig Text { get; init; } = new();
 
+    /// <summary>
+    /// How the text encoder's states become one report embedding: <see cref="TextPooling.Cls"/> (the released model, a
+    /// CXR-BERT) or <see cref="TextPooling.Mean"/> over the real tokens (the <c>tiny</c> size: a small BERT trained from
+    /// scratch gives nearly the same [CLS] state to every text for hundreds of steps, which stalls both text-dependent
+    /// objectives, as clip3d's tiny size found too).
+    /// </summary>
+    public TextPooling TextPooling { get; init; } = TextPooling.Cls;
+
     /// <summary>Width of the shared embedding space and of the projected patch tokens (768).</summary>
     public int EmbeddingDim { get; init; } = 768;
 
@@ -122,11 +130,15 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased and CXR-BERT: 30522).</param>
     public static ColipriConfig Full(int vocabularySize = 30522) => new() { Text = new BertConfig { VocabSize = vocabularySize } };
 
-    /// <summary>A CPU-sized model for tests and demos: 64^3 input, patch 8, width 72, 2 blocks; BERT 2 x 64.</summary>
+    /// <summary>
+    /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens), width 96, 2 blocks of 2 heads; BERT
+    /// 2 x 64 with mean pooling; a 2-layer decoder of width 64. (Patch 8 with 512 tokens costs five times as much per step
+    /// and, on the synthetic chest set, a linear probe of its embedding after 50 steps was worse: 0.58 vs 0.69 macro AUROC.)
+    /// </summary>
     /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased: 30522).</param>
     public static ColipriConfig Tiny(int vocabularySize = 30522) => new()
     {
-        Encoder = new PrimusEncoderOptions { InputSize = 64, PatchSize = 8, Width = 72, Depth = 2, Heads = 2, LayerScaleInit = 0.1 },
+        Encoder = new PrimusEncoderOptions { InputSize = 64, PatchSize = 16, Width = 96, Depth = 2, Heads = 2, LayerScaleInit = 0.1 },
         Text = new BertConfig
         {
             VocabSize = vocabularySize,
@@ -139,6 +151,7 @@ public sealed record ColipriConfig : ArchitectureConfig
             AttentionProbsDropoutProb = 0,
             AddPoolingLayer = false,
         },
+        TextPooling = TextPooling.Mean,
         EmbeddingDim = 64,
         PoolHeads = 4,
         MaxTextTokens = 128,

@@ -201,7 +201,8 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay
         return scope.MoveToOuter(Pool(tokens, normalize));
     }
 
-    /// <summary>The released <c>encode_text</c>: pooled ([CLS]) projected embeddings (B x embedding), or the encoder's token states.</summary>
+    /// <summary>The released <c>encode_text</c>: pooled (<see cref="ColipriConfig.TextPooling"/>: [CLS] or the mean of the real tokens)
+    /// projected embeddings (B x embedding), or the encoder's token states.</summary>
     public Tensor EncodeText(Tensor inputIds, Tensor attentionMask, bool pool = true, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
@@ -213,7 +214,18 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay
             return scope.MoveToOuter(hidden);
         }
 
-        var projected = text_projection.forward(hidden.select(1, 0));
+        Tensor pooled;
+        if (config.TextPooling == TextPooling.Mean)
+        {
+            var weights = attentionMask.to(hidden.dtype).unsqueeze(-1);
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+        }
+        else
+        {
+            pooled = hidden.select(1, 0);
+        }
+
+        var projected = text_projection.forward(pooled);
         return scope.MoveToOuter(normalize ? F.normalize(projected, dim: -1) : projected);
     }
 
