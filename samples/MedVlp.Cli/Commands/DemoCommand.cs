@@ -34,7 +34,7 @@ internal static class DemoCommand
         };
         var arch = new Option<string>("--arch") { Description = "clip3d (brain MRI, CN / MCI / AD), colipri (chest CT, five findings) or medblip (brain MRI + EHR text, Q-Former + frozen language model, generative diagnosis).", DefaultValueFactory = _ => "clip3d" };
         arch.AcceptOnlyFromAmong("clip3d", "colipri", "medblip");
-        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 600 / 400).", DefaultValueFactory = _ => 300 };
+        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 300 / 400).", DefaultValueFactory = _ => 300 };
         var batch = new Option<int>("--batch") { Description = "colipri / medblip: volumes per step (default 12 / 24).", DefaultValueFactory = _ => 12 };
         var command = new Command("demo", "Generate synthetic volumes + reports, pre-train a small 3D vision-language model, evaluate zero-shot on held-out volumes (clip3d: diagnosis from brain MRI, saving the model; colipri: chest CT findings with all four COLIPRI objectives; medblip: generative diagnosis from brain MRI + EHR text, saving the model).")
         {
@@ -59,9 +59,11 @@ internal static class DemoCommand
 
             if (parse.GetValue(arch) == "colipri")
             {
+                // An option left out still has a (default) result: only an explicit one overrides COLIPRI's own defaults.
                 return ColipriDemo.Run(
-                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 240 : parse.GetValue(train),
-                    parse.GetResult(test) is null ? 80 : parse.GetValue(test), parse.GetResult(steps) is null ? 600 : parse.GetValue(steps), parse.GetValue(batch), cancellationToken);
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is { Implicit: false } ? parse.GetValue(train) : 240,
+                    parse.GetResult(test) is { Implicit: false } ? parse.GetValue(test) : 80, parse.GetResult(steps) is { Implicit: false } ? parse.GetValue(steps) : 300,
+                    parse.GetValue(batch), cancellationToken);
             }
 
             return Run(
