@@ -132,7 +132,7 @@ public sealed record ColipriConfig : ArchitectureConfig
 
     /// <summary>
     /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens), width 96, 2 blocks of 2 heads; BERT
-    /// 2 x 64 with mean pooling; a 2-layer decoder of width 64. (Patch 8 with 512 tokens costs five times as much per step
+    /// 2 x 64 with mean pooling; a 2-layer decoder of width 64. (Patch 8 with 512 tokens took twice as long per step side by side
     /// and, on the synthetic chest set, a linear probe of its embedding after 50 steps was worse: 0.58 vs 0.69 macro AUROC.)
     /// </summary>
     /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased: 30522).</param>
