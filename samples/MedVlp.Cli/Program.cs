@@ -18,6 +18,7 @@ var search = SearchCommand.Create();
 root.Subcommands.Add(demo);
 root.Subcommands.Add(zeroShot);
 root.Subcommands.Add(probe);
+root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(model);
 root.Subcommands.Add(weights);
 root.Subcommands.Add(embed);

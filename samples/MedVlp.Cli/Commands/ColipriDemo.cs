@@ -39,6 +39,12 @@ internal static class ColipriDemo
         new("consolidation", ["consolidation"], "There is a consolidation.", "There is no consolidation."),
     ];
 
+    /// <summary>Peak learning rate of the demo's AdamW (warm-up over a tenth of the steps, then cosine decay).</summary>
+    public const double LearningRate = 2e-3;
+
+    /// <summary>Global gradient-norm clip.</summary>
+    public const double GradientClip = 5;
+
     public static int Run(string outDir, int seed, string? vocabPath, int trainCount, int testCount, int steps, int batchSize, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
@@ -48,8 +54,13 @@ internal static class ColipriDemo
         var (train, test) = Generate(seed, trainCount, testCount, preprocessing, cancellationToken);
 
         random.manual_seed(seed);
-        var config = ColipriConfig.Tiny(tokenizer.VocabularySize);
-        using var model = new ColipriModel(config);
+        // The decoder reads and writes only the tokens of the training reports (a MedVlp option for small models).
+        var config = ColipriConfig.Tiny(tokenizer.VocabularySize) with
+        {
+            ReportVocabulary = ColipriConfig.CorpusVocabulary(tokenizer, train.Select(c => c.Case.Report), tokenizer.Inner.UnknownTokenId),
+        };
+        var model = new ColipriModel(config);
+        using var package = VisionLanguageModel.FromModule(model, new Dictionary<string, TextTokenizer> { ["text"] = tokenizer }, "text", preprocessing);
         var labeler = new ReportFindingLabeler(Findings);
         using var objective = new ColipriObjective(model, tokenizer, Findings);
         var noDecayNames = NoWeightDecay.ParameterNames(model);
@@ -60,7 +71,7 @@ internal static class ColipriDemo
                 new AdamW.ParamGroup { Parameters = decay, Options = new AdamW.Options { weight_decay = 0.05 } },
                 new AdamW.ParamGroup { Parameters = noDecay, Options = new AdamW.Options { weight_decay = 0 } },
             ],
-            lr: 1e-3);
+            lr: LearningRate);
         var generator = new Generator((ulong)seed);
         var order = new Random(seed);
         var losses = new List<IReadOnlyDictionary<string, double>>();
@@ -87,7 +98,7 @@ internal static class ColipriDemo
 
                     var batchIndices = indices.Skip(cursor).Take(batchSize).ToArray();
                     cursor += batchSize;
-                    var lr = 1e-3 * (step < warmup ? (step + 1.0) / warmup : 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, steps - warmup))));
+                    var lr = LearningRate * (step < warmup ? (step + 1.0) / warmup : 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, steps - warmup))));
                     foreach (var g in optimizer.ParamGroups)
                     {
                         g.LearningRate = lr;
@@ -98,7 +109,7 @@ internal static class ColipriDemo
                     optimizer.zero_grad();
                     using var output = objective.Compute(batch, generator);
                     output.Total.backward();
-                    nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+                    nn.utils.clip_grad_norm_(model.parameters(), GradientClip);
                     optimizer.step();
                     losses.Add(output.ToScalars());
                     task.Value = step + 1;
@@ -109,29 +120,37 @@ internal static class ColipriDemo
         model.eval();
         var zeroShot = new FindingZeroShot(model, tokenizer, ChestFindingExtensions.All.Select(f => new FindingPrompts(f.Key(), [f.PositivePrompt()], [f.NegativePrompt()])).ToArray());
         var embeddings = new List<float[]>();
+        var generated = new List<long[]>();
         using (no_grad())
         {
             foreach (var chunk in test.Chunk(16))
             {
                 using var scope = NewDisposeScope();
                 var volumes = stack(chunk.Select(c => c.Input).ToArray());
-                var e = model.EncodeImage(volumes);
+                var tokens = model.EncodeImageTokens(volumes);
+                var e = model.Pool(tokens);
                 for (var i = 0; i < chunk.Length; i++)
                 {
                     embeddings.Add(e[i].data<float>().ToArray());
+                    generated.Add(model.GenerateReport(tokens.narrow(0, i, 1), tokenizer.ClassificationTokenId, tokenizer.SeparatorTokenId, config.MaxTextTokens - 1, cancellationToken));
                 }
             }
         }
 
+        // Report-level finding F1: the labeler reads each generated report; a finding counts as reported when stated.
+        var reported = generated.Select(ids => labeler.Label(tokenizer.Decode(ids.Select(i => (int)i)))).ToArray();
+        var reportMetrics = Findings.Select((f, k) => F1(reported.Select(r => r[k] == 1).ToArray(), test.Select(c => c.Case.Findings[ChestFindingExtensions.All[k]]).ToArray())).ToArray();
+        var tp = reportMetrics.Sum(m => m.Tp);
+        var microF1 = 2.0 * tp / Math.Max(1, (2 * tp) + reportMetrics.Sum(m => m.Fp) + reportMetrics.Sum(m => m.Fn));
         var evaluation = zeroShot.Evaluate(embeddings, test.Select(c => ChestFindingExtensions.All.Select(f => c.Case.Findings[f]).ToArray()).ToArray());
-        var table = new Table().AddColumn("finding").AddColumn(new TableColumn("positives").RightAligned()).AddColumn(new TableColumn("AUROC").RightAligned())
-            .AddColumn(new TableColumn("AUPRC").RightAligned()).AddColumn(new TableColumn("F1").RightAligned()).AddColumn(new TableColumn("bal. acc.").RightAligned());
-        foreach (var (name, m) in evaluation.Findings)
-        {
-            table.AddRow(name, m.Support.ToString(CultureInfo.InvariantCulture), F(m.Auroc), F(m.Auprc), F(m.F1), F(m.BalancedAccuracy));
-        }
-
-        AnsiConsole.Write(table);
+        EvaluateCommand.Print(evaluation, test.Count);
+        var modelDir = Path.Combine(outDir, "model");
+        package.Save(modelDir);
+        FindingPromptsFile.Save(Path.Combine(outDir, "findings.json"), zeroShot.Findings);
+        Console.WriteLine($"example generated report (held-out volume 0): {tokenizer.Decode(generated[0].Select(i => (int)i))}");
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"generated reports: finding F1 {microF1:F3} (micro), per finding {string.Join(", ", Findings.Select((f, k) => $"{f.Name} {reportMetrics[k].F1:F2}"))}"));
+        Console.WriteLine($"saved the model package to {modelDir} and the zero-shot prompts to {Path.Combine(outDir, "findings.json")}");
         var last = losses.TakeLast(20).ToArray();
         foreach (var term in last[0].Keys)
         {
@@ -175,7 +194,13 @@ internal static class ColipriDemo
         return ([.. prepared.Take(trainCount)], [.. prepared.Skip(trainCount)]);
     }
 
-    private static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("F3", CultureInfo.InvariantCulture);
+    private static (int Tp, int Fp, int Fn, double F1) F1(bool[] predicted, bool[] truth)
+    {
+        var tp = predicted.Zip(truth).Count(p => p.First && p.Second);
+        var fp = predicted.Zip(truth).Count(p => p.First && !p.Second);
+        var fn = predicted.Zip(truth).Count(p => !p.First && p.Second);
+        return (tp, fp, fn, 2.0 * tp / Math.Max(1, (2 * tp) + fp + fn));
+    }
 
     internal sealed record PreparedCase(SyntheticChestCase Case, Tensor Input);
 }

@@ -69,9 +69,11 @@ internal static class DemoCommand
 
             if (parse.GetValue(arch) == "colipri")
             {
+                // An option left out still has a (default) result: only an explicit one overrides COLIPRI's own defaults.
                 return ColipriDemo.Run(
-                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null ? 240 : parse.GetValue(train),
-                    parse.GetResult(test) is null ? 80 : parse.GetValue(test), parse.GetValue(steps), parse.GetValue(batch), cancellationToken);
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is { Implicit: false } ? parse.GetValue(train) : 240,
+                    parse.GetResult(test) is { Implicit: false } ? parse.GetValue(test) : 80, parse.GetResult(steps) is { Implicit: false } ? parse.GetValue(steps) : 300,
+                    parse.GetValue(batch), cancellationToken);
             }
 
             return Run(

@@ -17,6 +17,7 @@ internal static class BuiltInArchitectures
     {
         ModelRegistry.Register(MedBlip.MedBlipArchitecture.Descriptor);
         ModelRegistry.Register(MFlag.MFlagArchitecture.Descriptor);
+        ModelRegistry.Register(Colipri.ColipriArchitecture.Descriptor);
         ModelRegistry.Register(Prior.PriorArchitecture.Descriptor);
         ModelRegistry.Register(LvmMed.LvmMedArchitecture.Descriptor);
         Training.RecipeArchitectures.Register(new MFlag.MFlagRecipeArchitecture());

@@ -19,7 +19,7 @@ namespace MedVlp.Architectures.Colipri;
 /// (<c>mim_head</c>: each token to its patch's voxels). <see cref="EncodeImage"/> and <see cref="EncodeText"/> follow the
 /// released API (<c>encode_image(x, pool, project, normalize)</c>).
 /// </summary>
-public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingModel
+public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay, IReportGeneratingModel
 {
 #pragma warning disable IDE1006, SA1300 // State-dict names follow the released model where known.
     private readonly PrimusEncoder backbone;
@@ -32,6 +32,9 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
     private readonly ReportDecoder report_decoder;
     private readonly Linear mim_head;
 #pragma warning restore IDE1006, SA1300
+    private readonly ColipriConfig config;
+    private readonly long[]? toReport;
+    private readonly long[]? fromReport;
 
     /// <summary>Creates the model with freshly initialised weights.</summary>
     public ColipriModel(ColipriConfig config, Device? device = null)
@@ -39,8 +42,18 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
-        Config = config;
+        this.config = config;
         var e = config.Encoder;
+        if (config.ReportVocabulary is { } vocabulary)
+        {
+            fromReport = [.. vocabulary.Select(v => (long)v)];
+            toReport = new long[config.Text.VocabSize];
+            for (var i = 0; i < fromReport.Length; i++)
+            {
+                toReport[fromReport[i]] = i;
+            }
+        }
+
         backbone = new PrimusEncoder(e, device);
         projector = Conv3d(e.Width, config.EmbeddingDim, 1, device: device);
         pooler = new AttentionPool(config.EmbeddingDim, config.PoolHeads, 1, device);
@@ -49,7 +62,7 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
         var sigLip = config.Contrastive == ColipriContrastive.SigLip;
         logit_scale = new Parameter(full([], sigLip ? Math.Log(10) : Math.Log(1 / config.InitialTemperature), device: device));
         logit_bias = new Parameter(full([], sigLip ? -10.0 : 0.0, device: device), requires_grad: sigLip);
-        report_decoder = new ReportDecoder(config.Text.VocabSize, config.DecoderWidth, config.DecoderHeads, config.DecoderLayers, config.MaxTextTokens, config.EmbeddingDim, device);
+        report_decoder = new ReportDecoder(config.ReportVocabularySize, config.DecoderWidth, config.DecoderHeads, config.DecoderLayers, config.MaxTextTokens, config.EmbeddingDim, device);
         mim_head = Linear(e.Width, (long)e.InChannels * e.PatchSize * e.PatchSize * e.PatchSize, device: device);
         RegisterComponents();
         if (device is null || device.type != DeviceType.META)
@@ -61,8 +74,20 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
         }
     }
 
-    /// <summary>The configuration.</summary>
-    public ColipriConfig Config { get; }
+    /// <inheritdoc />
+    public override ArchitectureConfig Config => config;
+
+    /// <summary>The sizes and objective settings.</summary>
+    public ColipriConfig Sizes => config;
+
+    /// <inheritdoc />
+    public int EmbeddingDim => config.EmbeddingDim;
+
+    /// <inheritdoc />
+    public IReadOnlyList<long> ImageInputShape => [config.Encoder.InChannels, config.Encoder.InputSize, config.Encoder.InputSize, config.Encoder.InputSize];
+
+    /// <inheritdoc />
+    public int MaxTextTokens => config.MaxTextTokens;
 
     /// <summary>The image backbone.</summary>
     public PrimusEncoder Backbone => backbone;
@@ -75,6 +100,12 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
 
     /// <summary>The SigLIP logit bias (0-d; fixed at 0 and untrained for CLIP).</summary>
     public Parameter LogitBias => logit_bias;
+
+    /// <inheritdoc />
+    public Tensor EncodeImages(Tensor images) => EncodeImage(images);
+
+    /// <inheritdoc />
+    public Tensor EncodeTexts(Tensor inputIds, Tensor attentionMask) => EncodeText(inputIds, attentionMask);
 
     /// <summary>The logit scale: exp(logit_scale), clamped to 100 (the multiplier of the similarities).</summary>
     public Tensor LogitScale()
@@ -138,8 +169,8 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
     public Tensor EncodeImageSlidingWindow(Tensor volume, int overlapVoxels, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(volume);
-        var p = Config.Encoder.PatchSize;
-        var crop = Config.Encoder.InputSize;
+        var p = config.Encoder.PatchSize;
+        var crop = config.Encoder.InputSize;
         var grid = backbone.Grid(volume);
         if (volume.shape[0] != 1 || overlapVoxels < 0 || overlapVoxels % p != 0 || overlapVoxels >= crop || volume.shape.Skip(2).Any(s => s < crop))
         {
@@ -148,7 +179,7 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
         }
 
         using var scope = NewDisposeScope();
-        var e = Config.EmbeddingDim;
+        var e = config.EmbeddingDim;
         var sum = zeros([1, e, grid[0], grid[1], grid[2]], volume.dtype, volume.device);
         var count = zeros([1, 1, grid[0], grid[1], grid[2]], volume.dtype, volume.device);
         var starts = Enumerable.Range(0, 3).Select(a => WindowStarts(volume.shape[a + 2], crop, crop - overlapVoxels)).ToArray();
@@ -172,7 +203,8 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
         return scope.MoveToOuter(Pool(tokens, normalize));
     }
 
-    /// <summary>The released <c>encode_text</c>: pooled ([CLS]) projected embeddings (B x embedding), or the encoder's token states.</summary>
+    /// <summary>The released <c>encode_text</c>: pooled (<see cref="ColipriConfig.TextPooling"/>: [CLS] or the mean of the real tokens)
+    /// projected embeddings (B x embedding), or the encoder's token states.</summary>
     public Tensor EncodeText(Tensor inputIds, Tensor attentionMask, bool pool = true, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
@@ -184,12 +216,47 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
             return scope.MoveToOuter(hidden);
         }
 
-        var projected = text_projection.forward(hidden.select(1, 0));
+        Tensor pooled;
+        if (config.TextPooling == TextPooling.Mean)
+        {
+            var weights = attentionMask.to(hidden.dtype).unsqueeze(-1);
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+        }
+        else
+        {
+            pooled = hidden.select(1, 0);
+        }
+
+        var projected = text_projection.forward(pooled);
         return scope.MoveToOuter(normalize ? F.normalize(projected, dim: -1) : projected);
     }
 
-    /// <summary>Report logits (B x T x V) for teacher forcing, given projected image tokens (B x N x embedding).</summary>
-    public Tensor ReportLogits(Tensor imageTokens, Tensor inputIds, Tensor attentionMask) => report_decoder.forward(inputIds, attentionMask, imageTokens);
+    /// <summary>
+    /// Report logits (B x T x V) for teacher forcing, given projected image tokens (B x N x embedding) and tokenizer ids;
+    /// V and the logits' columns are those of <see cref="ToReportVocabulary"/> (the tokenizer's ids without a
+    /// <see cref="ColipriConfig.ReportVocabulary"/>).
+    /// </summary>
+    public Tensor ReportLogits(Tensor imageTokens, Tensor inputIds, Tensor attentionMask)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(report_decoder.forward(ToReportVocabulary(inputIds), attentionMask, imageTokens));
+    }
+
+    /// <summary>Maps tokenizer ids to the report decoder's rows (identity without a <see cref="ColipriConfig.ReportVocabulary"/>;
+    /// ids outside it map to its first entry).</summary>
+    public Tensor ToReportVocabulary(Tensor inputIds)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        if (toReport is null)
+        {
+            return inputIds.alias();
+        }
+
+        using var scope = NewDisposeScope();
+        var table = tensor(toReport, device: inputIds.device);
+        return scope.MoveToOuter(table.index_select(0, inputIds.flatten().clamp(0, toReport.Length - 1)).reshape(inputIds.shape));
+    }
 
     /// <summary>
     /// Masked image modelling: masks a random <see cref="ColipriConfig.MaskRatio"/> of each volume's patch tokens
@@ -203,7 +270,7 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
         var grid = backbone.Grid(volumes);
         var b = volumes.shape[0];
         var n = grid[0] * grid[1] * grid[2];
-        var masked = Math.Max(1, (long)Math.Round(Config.MaskRatio * n));
+        var masked = Math.Max(1, (long)Math.Round(config.MaskRatio * n));
         var noise = rand([b, n], generator: generator, device: volumes.device);
         var rank = noise.argsort(1).argsort(1);
         var mask = rank.lt(masked);
@@ -217,7 +284,7 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
     public Tensor Patchify(Tensor volumes)
     {
         using var scope = NewDisposeScope();
-        var p = Config.Encoder.PatchSize;
+        var p = config.Encoder.PatchSize;
         var grid = backbone.Grid(volumes);
         var (b, c) = (volumes.shape[0], volumes.shape[1]);
         var x = volumes.reshape(b, c, grid[0], p, grid[1], p, grid[2], p).permute(0, 2, 4, 6, 3, 5, 7, 1);
@@ -230,7 +297,7 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
     public long[] GenerateReport(Tensor imageTokens, long startToken, long endToken, int maxNewTokens, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imageTokens);
-        using var head = new ReportDecoderHead(report_decoder, imageTokens, startToken, endToken);
+        using var head = new ReportDecoderHead(report_decoder, imageTokens, startToken, endToken, fromReport, config.Text.VocabSize);
         var result = new TextGenerator().Generate(head, new GenerationOptions { MaxNewTokens = maxNewTokens }, cancellationToken);
         return [.. result.TokenIds.Select(i => (long)i)];
     }
@@ -251,7 +318,7 @@ public sealed class ColipriModel : Module, INoWeightDecay, IReportGeneratingMode
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        return new ReportDecoderHead(report_decoder, EncodeImageTokens(volume), start, reportTokenizer.EndOfSequenceTokenId);
+        return new ReportDecoderHead(report_decoder, EncodeImageTokens(volume), start, reportTokenizer.EndOfSequenceTokenId, fromReport, config.Text.VocabSize);
     }
 
     /// <inheritdoc/>

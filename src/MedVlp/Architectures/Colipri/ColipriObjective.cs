@@ -19,7 +19,8 @@ public sealed record ColipriBatch(Tensor Volumes, Tensor ReportIds, Tensor Repor
 /// <summary>
 /// COLIPRI's objectives composed in one loss: contrastive image-report (CLIP or SigLIP), report generation (teacher-forced
 /// language modelling of the report from the image tokens), masked image modelling (every volume, paired or not) and
-/// opposite sentences (<see cref="OppositeSentenceLoss"/> against the labeler's findings), each with its configured weight.
+/// opposite sentences (<see cref="OppositeSentenceLoss"/> against the labeler's findings), each with its configured weight
+/// (a term whose weight is 0 is not computed).
 /// </summary>
 public sealed class ColipriObjective : IDisposable
 {
@@ -42,10 +43,10 @@ public sealed class ColipriObjective : IDisposable
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(findings);
         this.model = model;
-        contrastive = model.Config.Contrastive == ColipriContrastive.SigLip ? new SigLipLoss() : new ClipLoss();
+        contrastive = model.Sizes.Contrastive == ColipriContrastive.SigLip ? new SigLipLoss() : new ClipLoss();
         findingCount = findings.Count;
         var sentences = findings.SelectMany(f => new[] { f.Affirmative, f.Negated }).ToArray();
-        var encoded = tokenizer.EncodeBatch(sentences, model.Config.MaxTextTokens);
+        var encoded = tokenizer.EncodeBatch(sentences, model.Sizes.MaxTextTokens);
         sentenceIds = tensor(encoded.Ids.ToArray(), [encoded.BatchSize, encoded.SequenceLength]).DetachFromDisposeScope();
         sentenceMask = tensor(encoded.AttentionMask.ToArray(), [encoded.BatchSize, encoded.SequenceLength]).DetachFromDisposeScope();
     }
@@ -57,7 +58,7 @@ public sealed class ColipriObjective : IDisposable
     {
         ArgumentNullException.ThrowIfNull(batch);
         using var scope = NewDisposeScope();
-        var c = model.Config;
+        var c = model.Sizes;
         var terms = new List<KeyValuePair<string, Tensor>>();
         var total = zeros([], device: batch.Volumes.device);
         var paired = batch.Paired.nonzero().flatten();
@@ -68,33 +69,37 @@ public sealed class ColipriObjective : IDisposable
             var mask = batch.ReportMask.index_select(0, paired);
             var tokens = model.EncodeImageTokens(volumes);
             var image = model.Pool(tokens);
-            var text = model.EncodeText(ids, mask);
             var scale = model.LogitScale();
-            using (var o = contrastive.forward(new ContrastiveInput(image, text, scale, c.Contrastive == ColipriContrastive.SigLip ? model.LogitBias : null)))
+            if (c.ContrastiveWeight > 0)
             {
+                var text = model.EncodeText(ids, mask);
+                using var o = contrastive.forward(new ContrastiveInput(image, text, scale, c.Contrastive == ColipriContrastive.SigLip ? model.LogitBias : null));
                 total = total + (c.ContrastiveWeight * o.Total);
                 terms.Add(new("contrastive", o.Total.detach()));
             }
 
-            var labels = ids.masked_fill(mask.eq(0), CausalLanguageModelingLoss.IgnoreIndex);
-            using (var o = languageModeling.forward(new LanguageModelingInput(model.ReportLogits(tokens, ids, mask), labels)))
+            if (c.ReportWeight > 0)
             {
+                var labels = model.ToReportVocabulary(ids).masked_fill(mask.eq(0), CausalLanguageModelingLoss.IgnoreIndex);
+                using var o = languageModeling.forward(new LanguageModelingInput(model.ReportLogits(tokens, ids, mask), labels));
                 total = total + (c.ReportWeight * o.Total);
                 terms.Add(new("report", o.Total.detach()));
             }
 
-            var sentences = model.EncodeText(sentenceIds.to(batch.Volumes.device), sentenceMask.to(batch.Volumes.device)).reshape(findingCount, 2, -1);
-            var perImage = sentences.unsqueeze(0).expand(paired.shape[0], -1, -1, -1);
-            using (var o = opposite.forward(new OppositeSentenceInput(image, perImage, batch.FindingLabels.index_select(0, paired), scale)))
+            if (c.OppositeSentenceWeight > 0)
             {
+                var sentences = model.EncodeText(sentenceIds.to(batch.Volumes.device), sentenceMask.to(batch.Volumes.device)).reshape(findingCount, 2, -1);
+                var perImage = sentences.unsqueeze(0).expand(paired.shape[0], -1, -1, -1);
+                using var o = opposite.forward(new OppositeSentenceInput(image, perImage, batch.FindingLabels.index_select(0, paired), scale));
                 total = total + (c.OppositeSentenceWeight * o.Total);
                 terms.Add(new("opposite_sentence", o.Total.detach()));
             }
         }
 
-        var (prediction, target, masked) = model.MaskedImageModeling(batch.Volumes, generator);
-        using (var o = maskedImage.forward(new MaskedPatchInput(prediction, target, masked)))
+        if (c.MaskedImageWeight > 0)
         {
+            var (prediction, target, masked) = model.MaskedImageModeling(batch.Volumes, generator);
+            using var o = maskedImage.forward(new MaskedPatchInput(prediction, target, masked));
             total = total + (c.MaskedImageWeight * o.Total);
             terms.Add(new("masked_image", o.Total.detach()));
         }

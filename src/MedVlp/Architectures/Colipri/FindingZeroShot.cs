@@ -1,4 +1,5 @@
 using MedVlp.Evaluation;
+using MedVlp.Modeling;
 using MedVlp.Text;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -31,8 +32,8 @@ public sealed class FindingZeroShot
     private readonly float[][] negative;
     private readonly double scale;
 
-    /// <summary>Embeds the prompts once.</summary>
-    public FindingZeroShot(ColipriModel model, TextTokenizer tokenizer, IReadOnlyList<FindingPrompts> findings)
+    /// <summary>Embeds the prompts once with a dual encoder's text tower (a <see cref="ColipriModel"/> or any other).</summary>
+    public FindingZeroShot(IDualEncoder model, TextTokenizer tokenizer, IReadOnlyList<FindingPrompts> findings)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -87,12 +88,17 @@ public sealed class FindingZeroShot
             ClassificationReport.MeanDefined(metrics.Values.Select(m => m.BalancedAccuracy)));
     }
 
-    private static float[] Embed(ColipriModel model, TextTokenizer tokenizer, IReadOnlyList<string> prompts)
+    private static float[] Embed(IDualEncoder model, TextTokenizer tokenizer, IReadOnlyList<string> prompts)
     {
-        var encoded = tokenizer.EncodeBatch(prompts, model.Config.MaxTextTokens);
+        if (prompts.Count == 0)
+        {
+            throw new ArgumentException("A finding needs at least one positive and one negative prompt.", nameof(prompts));
+        }
+
+        var encoded = tokenizer.EncodeBatch(prompts, model.MaxTextTokens);
         var ids = tensor(encoded.Ids.ToArray(), [encoded.BatchSize, encoded.SequenceLength]);
         var mask = tensor(encoded.AttentionMask.ToArray(), [encoded.BatchSize, encoded.SequenceLength]);
-        var mean = F.normalize(model.EncodeText(ids, mask).mean([0]), dim: 0);
+        var mean = F.normalize(model.EncodeTexts(ids, mask).mean([0]), dim: 0);
         return mean.data<float>().ToArray();
     }
 }

@@ -15,6 +15,9 @@ public sealed class ReportDecoderHead : ILanguageHead
     private readonly ReportDecoder _decoder;
     private readonly KeyValueCache _cache;
     private readonly long _start;
+    private readonly Tensor? _rowToToken;
+    private readonly Tensor? _tokenToRow;
+    private readonly int _vocabularySize;
     private Tensor _image;
     private bool _started;
 
@@ -23,7 +26,11 @@ public sealed class ReportDecoderHead : ILanguageHead
     /// <param name="imageTokens">Projected image tokens of one volume (1 x N x embedding).</param>
     /// <param name="startToken">The token the report begins after ([CLS]).</param>
     /// <param name="endToken">The token that ends it ([SEP]), or null.</param>
-    public ReportDecoderHead(ReportDecoder decoder, Tensor imageTokens, long startToken, long? endToken)
+    /// <param name="reportVocabulary">When the decoder predicts a subset of the tokenizer's vocabulary
+    /// (<see cref="ColipriConfig.ReportVocabulary"/>): the tokenizer id of each decoder row. Token ids in and out of the
+    /// head stay the tokenizer's; ids outside the subset get probability 0.</param>
+    /// <param name="tokenizerVocabularySize">The tokenizer's vocabulary size (needed with <paramref name="reportVocabulary"/>).</param>
+    public ReportDecoderHead(ReportDecoder decoder, Tensor imageTokens, long startToken, long? endToken, IReadOnlyList<long>? reportVocabulary = null, int tokenizerVocabularySize = 0)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         ArgumentNullException.ThrowIfNull(imageTokens);
@@ -36,6 +43,26 @@ public sealed class ReportDecoderHead : ILanguageHead
         _start = startToken;
         EndOfSequenceTokenId = endToken;
         _image = imageTokens.detach().alias().DetachFromDisposeScope();
+        _vocabularySize = decoder.VocabularySize;
+        if (reportVocabulary is not null)
+        {
+            if (reportVocabulary.Count != decoder.VocabularySize || tokenizerVocabularySize <= reportVocabulary.Max())
+            {
+                throw new ArgumentException($"The report vocabulary has {reportVocabulary.Count} ids (largest {reportVocabulary.DefaultIfEmpty().Max()}) for a decoder of {decoder.VocabularySize} rows and a tokenizer of {tokenizerVocabularySize} ids.", nameof(reportVocabulary));
+            }
+
+            var toRow = Enumerable.Repeat(0L, tokenizerVocabularySize).ToArray();
+            for (var i = 0; i < reportVocabulary.Count; i++)
+            {
+                toRow[reportVocabulary[i]] = i;
+            }
+
+            _rowToToken = tensor(reportVocabulary.ToArray(), device: imageTokens.device).DetachFromDisposeScope();
+            _tokenToRow = tensor(toRow, device: imageTokens.device).DetachFromDisposeScope();
+            _vocabularySize = tokenizerVocabularySize;
+            _start = toRow[startToken];
+        }
+
         _cache = new KeyValueCache(decoder.Layers);
     }
 
@@ -43,7 +70,7 @@ public sealed class ReportDecoderHead : ILanguageHead
     public Device Device => _image.device;
 
     /// <inheritdoc/>
-    public int VocabularySize => _decoder.VocabularySize;
+    public int VocabularySize => _vocabularySize;
 
     /// <inheritdoc/>
     public long? EndOfSequenceTokenId { get; }
@@ -63,7 +90,7 @@ public sealed class ReportDecoderHead : ILanguageHead
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var ids = tensor(new[] { _start }, device: Device).unsqueeze(0);
-        return scope.MoveToOuter(_decoder.Decode(ids, _image, _cache).select(1, -1));
+        return scope.MoveToOuter(ToTokenLogits(_decoder.Decode(ids, _image, _cache).select(1, -1)));
     }
 
     /// <inheritdoc/>
@@ -77,7 +104,8 @@ public sealed class ReportDecoderHead : ILanguageHead
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        return scope.MoveToOuter(_decoder.Decode(tokens.reshape(-1, 1), _image, _cache).select(1, -1));
+        var rows = _tokenToRow is null ? tokens.reshape(-1, 1) : _tokenToRow.index_select(0, tokens.reshape(-1).to(ScalarType.Int64)).reshape(-1, 1);
+        return scope.MoveToOuter(ToTokenLogits(_decoder.Decode(rows, _image, _cache).select(1, -1)));
     }
 
     /// <inheritdoc/>
@@ -96,5 +124,19 @@ public sealed class ReportDecoderHead : ILanguageHead
     {
         _cache.Dispose();
         _image.Dispose();
+        _rowToToken?.Dispose();
+        _tokenToRow?.Dispose();
+    }
+
+    private Tensor ToTokenLogits(Tensor rowLogits)
+    {
+        if (_rowToToken is null)
+        {
+            return rowLogits;
+        }
+
+        using var scope = NewDisposeScope();
+        var full = full(rowLogits.shape[0], _vocabularySize, float.NegativeInfinity, dtype: rowLogits.dtype, device: rowLogits.device);
+        return scope.MoveToOuter(full.index_copy_(1, _rowToToken, rowLogits));
     }
 }

@@ -43,9 +43,11 @@ public sealed record PrimusEncoderOptions
     public double DropPath { get; init; }
 
     /// <summary>Tokens along each axis of the training crop.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int GridSize => InputSize / PatchSize;
 
     /// <summary>SwiGLU hidden size.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int MlpHidden => (int)(Width * MlpRatio);
 
     internal void Validate()
