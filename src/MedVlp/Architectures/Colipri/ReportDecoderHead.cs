@@ -136,7 +136,7 @@ public sealed class ReportDecoderHead : ILanguageHead
         }
 
         using var scope = NewDisposeScope();
-        var full = full(rowLogits.shape[0], _vocabularySize, float.NegativeInfinity, dtype: rowLogits.dtype, device: rowLogits.device);
-        return scope.MoveToOuter(full.index_copy_(1, _rowToToken, rowLogits));
+        var tokenLogits = full(rowLogits.shape[0], _vocabularySize, float.NegativeInfinity, dtype: rowLogits.dtype, device: rowLogits.device);
+        return scope.MoveToOuter(tokenLogits.index_copy_(1, _rowToToken, rowLogits));
     }
 }
