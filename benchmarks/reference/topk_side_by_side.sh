@@ -3,7 +3,7 @@
 # interleaved in one session: ROUNDS (default 3) rounds of numpy then .NET, every timing pooled by topk_summary.py.
 # Debian's libopenblas0-pthread is downloaded and unpacked into benchmarks/.openblas (apt-get download + dpkg-deb -x;
 # never installed) and put in front with LD_LIBRARY_PATH, so numpy's libblas.so.3 is OpenBLAS instead of the reference
-# BLAS. Usage: bash benchmarks/reference/topk_side_by_side.sh [ROUNDS] [REPEAT]
+# BLAS (with this machine's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE overrides removed, so OpenBLAS picks its best kernels). Usage: bash benchmarks/reference/topk_side_by_side.sh [ROUNDS] [REPEAT]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds="${1:-3}"
@@ -19,7 +19,7 @@ times="$(mktemp /tmp/topk-times.XXXXXX.jsonl)"
 trap 'rm -f "$times"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
-  LD_LIBRARY_PATH="$blas" OPENBLAS_NUM_THREADS="$(nproc)" /usr/bin/python3 benchmarks/reference/topk_numpy.py --repeat "$repeat" --times "$times"
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH="$blas" OPENBLAS_NUM_THREADS="$(nproc)" /usr/bin/python3 benchmarks/reference/topk_numpy.py --repeat "$repeat" --times "$times"
   dotnet run -c Release --no-build --project benchmarks/MedVlp.Benchmarks -- retrieval "$repeat" "$times"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
