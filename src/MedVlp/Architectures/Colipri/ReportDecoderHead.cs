@@ -51,6 +51,11 @@ public sealed class ReportDecoderHead : ILanguageHead
                 throw new ArgumentException($"The report vocabulary has {reportVocabulary.Count} ids (largest {reportVocabulary.DefaultIfEmpty().Max()}) for a decoder of {decoder.VocabularySize} rows and a tokenizer of {tokenizerVocabularySize} ids.", nameof(reportVocabulary));
             }
 
+            if (!reportVocabulary.Contains(startToken))
+            {
+                throw new ArgumentException($"The report vocabulary does not contain the start token {startToken}.", nameof(reportVocabulary));
+            }
+
             var toRow = Enumerable.Repeat(0L, tokenizerVocabularySize).ToArray();
             for (var i = 0; i < reportVocabulary.Count; i++)
             {
