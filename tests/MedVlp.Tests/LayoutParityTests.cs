@@ -71,6 +71,55 @@ public sealed class LayoutParityTests
     [Theory]
     [InlineData("lavis_blip2.pth")]
     [InlineData("lavis_blip2.safetensors")]
+    public void MedBlipTakesTheEvaBlocksAndClsTokenOfALavisCheckpointAndLeavesIts2dEmbeddings(string file)
+    {
+        // MedBLIP as released: the 2D EVA checkpoint's blocks.* and cls_token load into the 3D vision encoder; its 2D
+        // patch_embed / pos_embed have no place there (patch_embed_3d / pos_embed_3d train from scratch).
+        using var scope = NewDisposeScope();
+        var g = Root.GetProperty("lavis_blip2");
+        var v = g.GetProperty("vision");
+        var config = MedVlp.Architectures.MedBlip.MedBlipConfig.Tiny() with
+        {
+            VisionWidth = v.GetProperty("dim").GetInt32(),
+            VisionDepth = v.GetProperty("depth").GetInt32(),
+            VisionHeads = v.GetProperty("heads").GetInt32(),
+            VisionMlpRatio = v.GetProperty("mlp_ratio").GetDouble(),
+            QFormer = QFormerOf(g.GetProperty("qformer")),
+            MaxTextTokens = g.GetProperty("qformer").GetProperty("positions").GetInt32(),
+        };
+        using var medblip = new MedVlp.Architectures.MedBlip.MedBlipModel(config);
+        var prefix = file.EndsWith(".pth", StringComparison.Ordinal) ? "model." : null;
+        var report = WeightLoader.Load(medblip.VisionEncoder, Path(file), new WeightLoadOptions
+        {
+            Layout = "lavis-eva-vit", StripPrefix = prefix, ConvertDType = true, Strict = false,
+        });
+
+        Assert.Equal(["patch_embed_3d.proj.bias", "patch_embed_3d.proj.weight", "pos_embed_3d"], report.Missing.Order(StringComparer.Ordinal));
+        Assert.Empty(report.Mismatched);
+        Assert.Contains(report.Unexpected, n => n.EndsWith("pos_embed", StringComparison.Ordinal));
+        Assert.Contains(report.Unexpected, n => n.EndsWith("patch_embed.proj.weight", StringComparison.Ordinal));
+        Assert.Equal(medblip.VisionEncoder.state_dict().Count - 3, report.Loaded.Count);
+
+        // The same tensors as the EVA ViT that matches torch (LavisEvaViTWithLnVision...): every block and the CLS token.
+        using var eva = new EvaVisionTransformer(Eva(v, postNormEps: 1e-5));
+        Assert.True(WeightLoader.Load(eva, Path(file), new WeightLoadOptions { Layout = "lavis-eva-vit", StripPrefix = prefix, ConvertDType = true }).IsComplete);
+        var reference = eva.state_dict();
+        var compared = 0;
+        foreach (var (name, tensor) in medblip.VisionEncoder.state_dict())
+        {
+            if (name.StartsWith("blocks.", StringComparison.Ordinal) || name == "cls_token")
+            {
+                Assert.True(tensor.allclose(reference[name], rtol: 0, atol: 0), name);
+                compared++;
+            }
+        }
+
+        Assert.Equal(report.Loaded.Count, compared);
+    }
+
+    [Theory]
+    [InlineData("lavis_blip2.pth")]
+    [InlineData("lavis_blip2.safetensors")]
     public void LavisQFormerLoadsStrictlyAndMatchesTorch(string file)
     {
         using var scope = NewDisposeScope();
