@@ -297,7 +297,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     public long[] GenerateReport(Tensor imageTokens, long startToken, long endToken, int maxNewTokens, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imageTokens);
-        using var head = new ReportDecoderHead(report_decoder, imageTokens, startToken, endToken, fromReport, config.Text.VocabSize);
+        using var head = new ReportDecoderHead(report_decoder, imageTokens, startToken, endToken, fromReport, toReport);
         var result = new TextGenerator().Generate(head, new GenerationOptions { MaxNewTokens = maxNewTokens }, cancellationToken);
         return [.. result.TokenIds.Select(i => (long)i)];
     }
@@ -318,7 +318,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        return new ReportDecoderHead(report_decoder, EncodeImageTokens(volume), start, reportTokenizer.EndOfSequenceTokenId, fromReport, config.Text.VocabSize);
+        return new ReportDecoderHead(report_decoder, EncodeImageTokens(volume), start, reportTokenizer.EndOfSequenceTokenId, fromReport, toReport);
     }
 
     /// <inheritdoc/>

@@ -29,8 +29,9 @@ public sealed class ReportDecoderHead : ILanguageHead
     /// <param name="reportVocabulary">When the decoder predicts a subset of the tokenizer's vocabulary
     /// (<see cref="ColipriConfig.ReportVocabulary"/>): the tokenizer id of each decoder row. Token ids in and out of the
     /// head stay the tokenizer's; ids outside the subset get probability 0.</param>
-    /// <param name="tokenizerVocabularySize">The tokenizer's vocabulary size (needed with <paramref name="reportVocabulary"/>).</param>
-    public ReportDecoderHead(ReportDecoder decoder, Tensor imageTokens, long startToken, long? endToken, IReadOnlyList<long>? reportVocabulary = null, int tokenizerVocabularySize = 0)
+    /// <param name="tokenToRow">With <paramref name="reportVocabulary"/>: the decoder row of every tokenizer id (its length is
+    /// the tokenizer's vocabulary size), the table <see cref="ColipriModel.ToReportVocabulary"/> maps with.</param>
+    public ReportDecoderHead(ReportDecoder decoder, Tensor imageTokens, long startToken, long? endToken, IReadOnlyList<long>? reportVocabulary = null, IReadOnlyList<long>? tokenToRow = null)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         ArgumentNullException.ThrowIfNull(imageTokens);
@@ -39,35 +40,34 @@ public sealed class ReportDecoderHead : ILanguageHead
             throw new ArgumentException($"Image tokens must be (1 x tokens x width), got [{string.Join(", ", imageTokens.shape)}].", nameof(imageTokens));
         }
 
+        if ((reportVocabulary is null) != (tokenToRow is null))
+        {
+            throw new ArgumentException("A report vocabulary needs its token-to-row table, and the other way round.", nameof(tokenToRow));
+        }
+
         _decoder = decoder;
         _start = startToken;
         EndOfSequenceTokenId = endToken;
-        _image = imageTokens.detach().alias().DetachFromDisposeScope();
         _vocabularySize = decoder.VocabularySize;
-        if (reportVocabulary is not null)
+        if (reportVocabulary is not null && tokenToRow is not null)
         {
-            if (reportVocabulary.Count != decoder.VocabularySize || tokenizerVocabularySize <= reportVocabulary.Max())
+            if (reportVocabulary.Count != decoder.VocabularySize || tokenToRow.Count <= reportVocabulary.Max())
             {
-                throw new ArgumentException($"The report vocabulary has {reportVocabulary.Count} ids (largest {reportVocabulary.DefaultIfEmpty().Max()}) for a decoder of {decoder.VocabularySize} rows and a tokenizer of {tokenizerVocabularySize} ids.", nameof(reportVocabulary));
+                throw new ArgumentException($"The report vocabulary has {reportVocabulary.Count} ids (largest {reportVocabulary.DefaultIfEmpty().Max()}) for a decoder of {decoder.VocabularySize} rows and a tokenizer of {tokenToRow.Count} ids.", nameof(reportVocabulary));
             }
 
-            if (!reportVocabulary.Contains(startToken))
+            if (startToken < 0 || startToken >= tokenToRow.Count || reportVocabulary[(int)tokenToRow[(int)startToken]] != startToken)
             {
                 throw new ArgumentException($"The report vocabulary does not contain the start token {startToken}.", nameof(reportVocabulary));
             }
 
-            var toRow = Enumerable.Repeat(0L, tokenizerVocabularySize).ToArray();
-            for (var i = 0; i < reportVocabulary.Count; i++)
-            {
-                toRow[reportVocabulary[i]] = i;
-            }
-
             _rowToToken = tensor(reportVocabulary.ToArray(), device: imageTokens.device).DetachFromDisposeScope();
-            _tokenToRow = tensor(toRow, device: imageTokens.device).DetachFromDisposeScope();
-            _vocabularySize = tokenizerVocabularySize;
-            _start = toRow[startToken];
+            _tokenToRow = tensor(tokenToRow.ToArray(), device: imageTokens.device).DetachFromDisposeScope();
+            _vocabularySize = tokenToRow.Count;
+            _start = tokenToRow[(int)startToken];
         }
 
+        _image = imageTokens.detach().alias().DetachFromDisposeScope();
         _cache = new KeyValueCache(decoder.Layers);
     }
 
