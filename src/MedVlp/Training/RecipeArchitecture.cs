@@ -18,6 +18,10 @@ public abstract class RecipeArchitecture
     /// <summary>The loss names a recipe's objectives may use (the first is the default).</summary>
     public abstract IReadOnlyList<string> Losses { get; }
 
+    /// <summary>Parts of the objective's loss whose weights a recipe's stages may set besides the objectives' names
+    /// (<see cref="TrainingObjective.LossParts"/>; default none).</summary>
+    public virtual IReadOnlyList<string> LossParts => [];
+
     /// <summary>Whether training needs a report per example (image-only self-supervision does not).</summary>
     public virtual bool NeedsReports => true;
 
@@ -48,6 +52,27 @@ public abstract class RecipeArchitecture
         ArgumentNullException.ThrowIfNull(example);
         return example.Report;
     }
+
+    /// <summary>
+    /// The synthetic data of <c>medvlp train --synthetic N</c> for this architecture, or null (the default) for the
+    /// built-in synthetic brain MRIs with <see cref="SyntheticReport"/>.
+    /// </summary>
+    /// <param name="config">The model configuration.</param>
+    /// <param name="preprocessing">The model's preprocessing (the returned volumes have been through it).</param>
+    /// <param name="count">Training examples.</param>
+    /// <param name="heldOut">Held-out examples.</param>
+    /// <param name="seed">The dataset seed.</param>
+    /// <param name="progress">Receives the number of examples made so far.</param>
+    /// <param name="cancellationToken">Stops the generation.</param>
+    public virtual SyntheticTrainingSet? CreateSyntheticData(ArchitectureConfig config, TransformPipeline preprocessing, int count, int heldOut, int seed,
+        IProgress<int>? progress = null, CancellationToken cancellationToken = default) => null;
+
+    /// <summary>The model configuration adapted to the training reports before the model is built (default: unchanged).
+    /// A small model may, for example, restrict its report decoder to the corpus's tokens.</summary>
+    /// <param name="config">The configuration of the recipe's size.</param>
+    /// <param name="tokenizer">The report tokenizer.</param>
+    /// <param name="reports">The training reports (empty strings for image-only examples).</param>
+    public virtual ArchitectureConfig AdaptToReports(ArchitectureConfig config, Text.TextTokenizer tokenizer, IReadOnlyList<string> reports) => config;
 
     /// <summary>The objective of <paramref name="recipe"/> for <paramref name="model"/>.</summary>
     public abstract TrainingObjective CreateObjective(TrainingRecipe recipe, VisionLanguageModel model, Distributed.ProcessGroup? group);

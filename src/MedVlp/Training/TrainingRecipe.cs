@@ -193,6 +193,33 @@ public sealed record TrainingRecipe
         },
         new()
         {
+            Name = "colipri",
+            Description = "COLIPRI at full size (Primus-M 16 x 864 at 192^3 / 2 mm, BERT-base, 768-d space): contrastive (CLIP) + report generation + masked image modelling + opposite sentences, weights 1, paired and image-only CTs mixed. The training settings are not published: AdamW 1e-4 (betas 0.9/0.98, wd 0.05), 5% warm-up + cosine, clip 1.0, batch 32, 50 epochs are MedVlp's defaults.",
+            Architecture = "colipri",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-4, WeightDecay = 0.05 },
+            Schedule = new ScheduleSettings { WarmupFraction = 0.05 },
+            Epochs = 50,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "colipri-demo",
+            Description = "The COLIPRI demo: the tiny COLIPRI (64^3 at 6 mm), all four objectives, AdamW 2e-3 (wd 0.05), 10% warm-up + cosine, clip 5, 300 steps of batch 12.",
+            Architecture = "colipri",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-3, WeightDecay = 0.05 },
+            GradientClipNorm = 5,
+            Steps = 300,
+            EvaluateEvery = 100,
+            BestMetric = "val/zero_shot_macro_auroc",
+            HigherIsBetter = true,
+            Data = new DataSettings { BatchSize = 12 },
+        },
+        new()
+        {
             Name = "lvmmed-full",
             Description = "LVM-Med at full size: ResNet-50 (3 channels, 224) + projector 2048 -> 256, two views, graph matching; the pre-training recipe was never released: AdamW 1e-4 (wd 1e-5), warm-up + cosine, batch 64, 100 epochs are MedVlp's defaults.",
             Architecture = "lvmmed",
@@ -360,9 +387,9 @@ public sealed record TrainingRecipe
 
             foreach (var part in st.LossWeights?.Keys ?? Enumerable.Empty<string>())
             {
-                if (!Objectives.Any(o => o.Name == part))
+                if (!Objectives.Any(o => o.Name == part) && plugin?.LossParts.Contains(part) != true)
                 {
-                    Fail($"stages[{i}].loss_weights.{part}", $"no objective is named \"{part}\" (objectives: {string.Join(", ", Objectives.Select(o => o.Name))})");
+                    Fail($"stages[{i}].loss_weights.{part}", $"no objective is named \"{part}\" (objectives: {string.Join(", ", Objectives.Select(o => o.Name).Concat(plugin?.LossParts ?? []))})");
                 }
             }
         }
@@ -479,10 +506,20 @@ public sealed record TrainingRecipe
     }
 
     /// <summary>Creates the recipe's model with seeded initial weights.</summary>
-    public VisionLanguageModel CreateModel(TextTokenizer tokenizer, int? seed = null, torch.Device? device = null)
+    /// <param name="tokenizer">The report tokenizer.</param>
+    /// <param name="seed">The seed of the initial weights (default: the recipe's).</param>
+    /// <param name="device">Where the weights live.</param>
+    /// <param name="trainingReports">The training reports, when known: the architecture may adapt its configuration to them
+    /// (<see cref="RecipeArchitecture.AdaptToReports"/>).</param>
+    public VisionLanguageModel CreateModel(TextTokenizer tokenizer, int? seed = null, torch.Device? device = null, IReadOnlyList<string>? trainingReports = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         var config = CreateModelConfig(tokenizer.VocabularySize);
+        if (trainingReports is not null && Plugin is { } plugin)
+        {
+            config = plugin.AdaptToReports(config, tokenizer, trainingReports);
+        }
+
         return VisionLanguageModel.Create(config, tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
     }
 
