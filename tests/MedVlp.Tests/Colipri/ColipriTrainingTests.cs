@@ -64,7 +64,7 @@ public sealed class ColipriTrainingTests
     public void TheRecipeTrainsThroughTheTrainerWithEveryTermAndEvaluation()
     {
         var set = Set.Value;
-        var recipe = TrainingRecipe.Resolve("colipri-demo") with { Steps = 3, EvaluateEvery = 3 };
+        var recipe = TrainingRecipe.Resolve("colipri-demo") with { Steps = 2, EvaluateEvery = 2 };
         using var model = Model();
         using var objective = recipe.CreateObjective(model);
         var shape = ((IVolumeInputModel)model.Module).ImageInputShape;
@@ -75,7 +75,7 @@ public sealed class ColipriTrainingTests
         {
             using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(dir));
             var summary = trainer.Fit(data, token => set.Evaluate!(model, token));
-            Assert.Equal(3, summary.StepsDone);
+            Assert.Equal(2, summary.StepsDone);
             foreach (var term in ColipriObjective.Parts.Append("opposite_sentence_accuracy"))
             {
                 Assert.True(summary.LastLosses.ContainsKey(term), $"no {term} in {string.Join(", ", summary.LastLosses.Keys)}");
@@ -87,10 +87,9 @@ public sealed class ColipriTrainingTests
             Assert.True(File.Exists(Path.Combine(dir, "metrics.jsonl")));
             Assert.NotEmpty(Directory.GetFiles(Path.Combine(dir, "plots"), "*.png"));
 
-            using var batch = Batch(model, [0, 3, 5, 6]);
+            using var batch = Batch(model, [0, 3, 5]);
             trainer.TrainStep([batch], 1e-3);
             var live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-            trainer.TrainStep([batch], 1e-3);
             trainer.TrainStep([batch], 1e-3);
             Assert.Equal(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         }
@@ -114,9 +113,9 @@ public sealed class ColipriTrainingTests
             using var objective = new ColipriObjective(model, ColipriChest.Findings);
             objective.SetLossWeight("masked_image", 0);
             using var trainer = new Trainer(objective, sgd);
-            using var batch = Batch(model, [0, 1, 2, 3]);
-            using var first = batch.Slice(0, 2);
-            using var second = batch.Slice(2, 2);
+            using var batch = Batch(model, [0, 1]);
+            using var first = batch.Slice(0, 1);
+            using var second = batch.Slice(1, 1);
             random.manual_seed(9);
             var losses = trainer.TrainStep(micro == 1 ? [batch] : [first, second], 1.0);
             Assert.False(losses.ContainsKey("masked_image"));
