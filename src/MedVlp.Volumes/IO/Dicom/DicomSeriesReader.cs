@@ -34,9 +34,10 @@ public sealed record DicomSeriesResult(Volume Volume, string SeriesInstanceUid, 
 /// <para>Layout: i runs along the DICOM columns, j along the rows, k along the sorted slices (or frames); colour
 /// images put their samples in frames (<see cref="Volume.FrameShape"/> = [SamplesPerPixel]). Values are
 /// <c>stored * RescaleSlope + RescaleIntercept</c>, per frame, as pydicom's <c>pixel_array</c> scaled; stored
-/// values are not masked to BitsStored, as neither pydicom 2.x nor dcm2niix masks them. MONOCHROME1 images (radiographs whose
-minimum is displayed white) are inverted by default so that a higher value is brighter (<see cref="DicomReadOptions.Monochrome1"/>),
-and <see cref="DicomReadOptions.ApplyVoiWindow"/> applies the file's VOI window first, both as pydicom computes them. The slice spacing is the
+/// values are not masked to BitsStored, as neither pydicom 2.x nor dcm2niix masks them. MONOCHROME1 images (radiographs
+/// whose minimum is displayed white) are inverted by default so that a higher value is brighter
+/// (<see cref="DicomReadOptions.Monochrome1"/>), and <see cref="DicomReadOptions.ApplyVoiWindow"/> applies the file's VOI
+/// window first, both as pydicom computes them. The slice spacing is the
 /// distance between the first two slices along the normal, as dcm2niix computes it; a gantry tilt keeps its shear.</para>
 /// <para>Supported: implicit VR little endian, explicit VR little and big endian, deflated explicit VR little
 /// endian, RLE Lossless; a JPEG-family file fails with <c>FILE: TransferSyntaxUID: unsupported transfer syntax UID (name)</c>.
