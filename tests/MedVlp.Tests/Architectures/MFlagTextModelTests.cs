@@ -3,6 +3,7 @@ using MedVlp.Architectures.MFlag;
 using MedVlp.Backbones;
 using MedVlp.Backbones.Onnx;
 using MedVlp.Data;
+using MedVlp.Modeling;
 using MedVlp.Serialization;
 using MedVlp.Testing;
 using MedVlp.Text;
@@ -90,6 +91,26 @@ public sealed class MFlagTextModelTests
         using var cls = m.EncodeTextCls(ids, mask);
         using var expected = reference[.., 0];
         Assert.True(cls.allclose(expected, rtol: 0, atol: 1e-4), $"CLS differs from ONNX Runtime by {(cls - expected).abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void FullSizeTrainableShareWithBertBaseAndWithMiniLm()
+    {
+        // Built on the meta device (no memory): ResNet-50 + proj_v train; the language model is frozen; proj_t takes its width.
+        using var text = PretrainedBert.Load(OnnxPath, new PretrainedBertOptions { VerifyOnnx = false, NumAttentionHeads = 12 });
+        var recipe = TrainingRecipe.Resolve("mflag-full");
+        var meta = new Device(DeviceType.META);
+        var plugin = recipe.Plugin!;
+        foreach (var (config, total, trainable) in new[]
+        {
+            ((MFlagConfig)plugin.ModelConfig(ModelRegistry.Full, 30522), 142_966_080L, 33_483_840L),
+            ((MFlagConfig)plugin.ModelConfig(ModelRegistry.Full, text), 55_410_624L, 32_697_408L),
+        })
+        {
+            using var model = (MFlagModel)ModelRegistry.Create(config, new ModelCreateOptions { Device = meta, Freeze = MFlagModel.DefaultFreeze });
+            var counts = model.CountParameters();
+            Assert.Equal((total, trainable), (counts.Total, counts.Trainable));
+        }
     }
 
     [Fact]
