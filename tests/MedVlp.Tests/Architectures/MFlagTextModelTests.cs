@@ -114,6 +114,34 @@ public sealed class MFlagTextModelTests
     }
 
     [Fact]
+    public void BackboneFeaturesAreTheNormalisedPooledResNetFeature()
+    {
+        // What `medvlp probe --features backbone` embeds: the encoder M-FLAG keeps for downstream tasks, not proj_v.
+        using var model = TrainingRecipe.Resolve("mflag").CreateModel(WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")), seed: 3);
+        var m = (MFlagModel)model.Module;
+        m.eval();
+        var random = new Random(5);
+        var volumes = Enumerable.Range(0, 3).Select(_ => new Volume([.. Enumerable.Range(0, 40 * 50).Select(_ => (float)random.NextDouble())], new VolumeShape(40, 50, 1))).ToArray();
+        var features = model.VolumeEncoder.EmbedBackboneFeatures(volumes);
+        Assert.Equal(m.FeatureDim, features[0].Length);
+        Assert.Equal(128, m.FeatureDim);
+        using var images = Collator.CollateImages([.. volumes.Select(v => model.Preprocessing.Apply(v))]);
+        using (no_grad())
+        {
+            using var expected = nn.functional.normalize(m.ImageEncoder.forward(images), dim: -1);
+            for (var n = 0; n < volumes.Length; n++)
+            {
+                var row = expected[n].data<float>().ToArray();
+                Assert.True(row.Zip(features[n]).All(p => Math.Abs(p.First - p.Second) <= 1e-5), $"row {n}");
+            }
+        }
+
+        Assert.NotEqual(m.EmbeddingDim, m.FeatureDim); // not the shared-space embedding
+        using var clip = TrainingRecipe.Resolve("clip3d-test").CreateModel(WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")));
+        Assert.Throws<NotSupportedException>(() => clip.VolumeEncoder.EmbedBackboneFeatures(volumes));
+    }
+
+    [Fact]
     public void HuggingFaceFolderLoadsTheSameWeightsAsTheOnnxExport()
     {
         using var temp = TestData.NewTempFolder();
