@@ -101,6 +101,16 @@ public sealed class DicomMonochrome1Tests
     }
 
     [Fact]
+    public void AMalformedWindowFailsOnlyWhenTheWindowIsAskedFor()
+    {
+        using var temp = TestData.NewTempFolder();
+        var path = DicomBuilder.Slice("1.2.93", 1, [0, 0, 0]).Text(0x0028_1050, "DS", "wide").Text(0x0028_1051, "DS", "400").Pixels(new short[12]).Write(temp.File("bad-window.dcm"));
+        Assert.Equal(new VolumeShape(3, 4, 1), VolumeReader.Read(path).Shape);
+        var ex = Assert.Throws<VolumeFormatException>(() => VolumeReader.Read(path, Options(Monochrome1Handling.Invert, window: true)));
+        Assert.Equal("WindowCenter", ex.Field);
+    }
+
+    [Fact]
     public void WindowIndexOutOfRangeNamesTheFileAndField()
     {
         var path = TestData.Golden("monochrome1/signed_sigmoid.dcm");

@@ -199,9 +199,10 @@ internal sealed class DicomImage
             InstanceNumber = ds.GetIntegerString(DicomTag.InstanceNumber),
             SliceThickness = ds.GetDecimals(DicomTag.SliceThickness)?[0],
             SpacingBetweenSlices = ds.GetDecimals(DicomTag.SpacingBetweenSlices)?[0],
-            WindowCenter = ds.GetDecimals(DicomTag.WindowCenter),
-            WindowWidth = ds.GetDecimals(DicomTag.WindowWidth),
-            VoiLutFunction = (ds.GetString(DicomTag.VoiLutFunction) ?? "LINEAR").Trim().ToUpperInvariant() is { Length: > 0 } f ? f : "LINEAR",
+            // The VOI attributes are read only when asked for: a malformed window must not stop a plain read.
+            WindowCenter = options.Dicom.ApplyVoiWindow ? ds.GetDecimals(DicomTag.WindowCenter) : null,
+            WindowWidth = options.Dicom.ApplyVoiWindow ? ds.GetDecimals(DicomTag.WindowWidth) : null,
+            VoiLutFunction = options.Dicom.ApplyVoiWindow && (ds.GetString(DicomTag.VoiLutFunction) ?? "").Trim().ToUpperInvariant() is { Length: > 0 } f ? f : "LINEAR",
             HasVoiLutTable = ds.GetItems(DicomTag.VoiLutSequence).Count > 0,
             FrameGeometry = ReadFrameGeometry(ds, (int)frames, out var perFrame),
             HasPerFramePositions = perFrame,
