@@ -27,6 +27,21 @@ public abstract class RecipeArchitecture
     /// <summary>The model configuration of a recipe size (<c>tiny</c>, <c>full</c>, or <c>test</c> as tiny) over a vocabulary.</summary>
     public abstract ArchitectureConfig ModelConfig(string size, int vocabularySize);
 
+    /// <summary>The model configuration of a recipe size for a tokenizer (what <see cref="TrainingRecipe.CreateModel(MedVlp.Text.TextTokenizer?, int?, TorchSharp.torch.Device?)"/> uses):
+    /// by default <see cref="ModelConfig(string, int)"/> over its vocabulary; an architecture that stores token ids in its
+    /// configuration (PRIOR's sentence ends) overrides it.</summary>
+    public virtual ArchitectureConfig ModelConfig(string size, MedVlp.Text.TextTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return ModelConfig(size, tokenizer.VocabularySize);
+    }
+
+    /// <summary>The loss parts a stage of a recipe may weight besides the objectives' names (PRIOR's eight terms); empty by default.</summary>
+    public virtual IReadOnlyList<string> LossParts => [];
+
+    /// <summary>The built-in recipes of this architecture, listed by <c>medvlp train --list</c> after the shipped ones.</summary>
+    public virtual IReadOnlyList<TrainingRecipe> Recipes => [];
+
     /// <summary>Whether the architecture's frozen language model can be a pretrained BERT read from files (the recipe's
     /// <see cref="TrainingRecipe.TextModel"/>; M-FLAG: yes).</summary>
     public virtual bool TakesTextModel => false;
@@ -81,6 +96,18 @@ public static class RecipeArchitectures
             lock (Gate)
             {
                 return [.. ByName.Keys.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>The built-in recipes of every registered architecture (<see cref="RecipeArchitecture.Recipes"/>), by architecture name.</summary>
+    public static IReadOnlyList<TrainingRecipe> Recipes
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return [.. ByName.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => kv.Value.Recipes)];
             }
         }
     }
