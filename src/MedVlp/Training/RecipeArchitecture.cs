@@ -18,10 +18,6 @@ public abstract class RecipeArchitecture
     /// <summary>The loss names a recipe's objectives may use (the first is the default).</summary>
     public abstract IReadOnlyList<string> Losses { get; }
 
-    /// <summary>Parts of the objective's loss whose weights a recipe's stages may set besides the objectives' names
-    /// (<see cref="TrainingObjective.LossParts"/>; default none).</summary>
-    public virtual IReadOnlyList<string> LossParts => [];
-
     /// <summary>Whether training needs a report per example (image-only self-supervision does not).</summary>
     public virtual bool NeedsReports => true;
 
@@ -30,6 +26,21 @@ public abstract class RecipeArchitecture
 
     /// <summary>The model configuration of a recipe size (<c>tiny</c>, <c>full</c>, or <c>test</c> as tiny) over a vocabulary.</summary>
     public abstract ArchitectureConfig ModelConfig(string size, int vocabularySize);
+
+    /// <summary>The model configuration of a recipe size for a tokenizer (what <see cref="TrainingRecipe.CreateModel(MedVlp.Text.TextTokenizer?, int?, TorchSharp.torch.Device?, IReadOnlyList{string}?)"/> uses):
+    /// by default <see cref="ModelConfig(string, int)"/> over its vocabulary; an architecture that stores token ids in its
+    /// configuration (PRIOR's sentence ends) overrides it.</summary>
+    public virtual ArchitectureConfig ModelConfig(string size, MedVlp.Text.TextTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return ModelConfig(size, tokenizer.VocabularySize);
+    }
+
+    /// <summary>The loss parts a stage of a recipe may weight besides the objectives' names (PRIOR's eight terms); empty by default.</summary>
+    public virtual IReadOnlyList<string> LossParts => [];
+
+    /// <summary>The built-in recipes of this architecture, listed by <c>medvlp train --list</c> after the shipped ones.</summary>
+    public virtual IReadOnlyList<TrainingRecipe> Recipes => [];
 
     /// <summary>Whether the architecture's frozen language model can be a pretrained BERT read from files (the recipe's
     /// <see cref="TrainingRecipe.TextModel"/>; M-FLAG: yes).</summary>
@@ -106,6 +117,18 @@ public static class RecipeArchitectures
             lock (Gate)
             {
                 return [.. ByName.Keys.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>The built-in recipes of every registered architecture (<see cref="RecipeArchitecture.Recipes"/>), by architecture name.</summary>
+    public static IReadOnlyList<TrainingRecipe> Recipes
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return [.. ByName.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => kv.Value.Recipes)];
             }
         }
     }

@@ -97,8 +97,10 @@ public sealed record TrainingRecipe
     /// <summary>Evaluations without improvement before stopping; 0 never stops early.</summary>
     public int EarlyStoppingPatience { get; init; }
 
-    /// <summary>The shipped recipes.</summary>
-    public static IReadOnlyList<TrainingRecipe> BuiltIn { get; } =
+    /// <summary>The shipped recipes, then those the registered architectures bring (<see cref="RecipeArchitecture.Recipes"/>).</summary>
+    public static IReadOnlyList<TrainingRecipe> BuiltIn => [.. Shipped, .. RecipeArchitectures.Recipes];
+
+    private static IReadOnlyList<TrainingRecipe> Shipped { get; } =
     [
         new()
         {
@@ -398,9 +400,9 @@ public sealed record TrainingRecipe
 
             foreach (var part in st.LossWeights?.Keys ?? Enumerable.Empty<string>())
             {
-                if (!Objectives.Any(o => o.Name == part) && plugin?.LossParts.Contains(part) != true)
+                if (!Objectives.Any(o => o.Name == part) && !(plugin?.LossParts.Contains(part) ?? false))
                 {
-                    Fail($"stages[{i}].loss_weights.{part}", $"no objective is named \"{part}\" (objectives: {string.Join(", ", Objectives.Select(o => o.Name).Concat(plugin?.LossParts ?? []))})");
+                    Fail($"stages[{i}].loss_weights.{part}", $"no objective or loss part is named \"{part}\" (objectives: {string.Join(", ", Objectives.Select(o => o.Name))}{(plugin is { LossParts.Count: > 0 } ? $"; parts: {string.Join(", ", plugin.LossParts)}" : "")})");
                 }
             }
         }
@@ -537,10 +539,10 @@ public sealed record TrainingRecipe
         }
 
         ArgumentNullException.ThrowIfNull(tokenizer);
-        var config = CreateModelConfig(tokenizer.VocabularySize);
-        if (trainingReports is not null && Plugin is { } plugin)
+        var config = Plugin is { } plugin ? plugin.ModelConfig(Size, tokenizer) : CreateModelConfig(tokenizer.VocabularySize);
+        if (trainingReports is not null && Plugin is { } adapting)
         {
-            config = plugin.AdaptToReports(config, tokenizer, trainingReports);
+            config = adapting.AdaptToReports(config, tokenizer, trainingReports);
         }
 
         return VisionLanguageModel.Create(config, tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
