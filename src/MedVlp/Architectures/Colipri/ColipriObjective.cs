@@ -17,7 +17,18 @@ namespace MedVlp.Architectures.Colipri;
 /// <param name="ReportMask">B x T attention mask of the reports.</param>
 /// <param name="Paired">B booleans: the volume has a report.</param>
 /// <param name="FindingLabels">B x F labels from the reports (1 present, 0 negated, -1 unknown).</param>
-public sealed record ColipriBatch(Tensor Volumes, Tensor ReportIds, Tensor ReportMask, Tensor Paired, Tensor FindingLabels);
+public sealed record ColipriBatch(Tensor Volumes, Tensor ReportIds, Tensor ReportMask, Tensor Paired, Tensor FindingLabels)
+{
+    /// <summary>A batch of image-only volumes (no reports: every row unpaired, empty report and label columns).</summary>
+    /// <param name="volumes">B x 1 x S x S x S preprocessed volumes.</param>
+    public static ColipriBatch ImageOnly(Tensor volumes)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        var b = volumes.shape[0];
+        return new ColipriBatch(volumes, zeros([b, 1], ScalarType.Int64, volumes.device), zeros([b, 1], ScalarType.Int64, volumes.device),
+            zeros([b], ScalarType.Bool, volumes.device), zeros([b, 0], ScalarType.Int64, volumes.device));
+    }
+}
 
 /// <summary>
 /// COLIPRI's objectives composed in one loss, as a <see cref="TrainingObjective"/> for <see cref="Trainer"/>:
@@ -43,7 +54,7 @@ public sealed class ColipriObjective : TrainingObjective
     public static IReadOnlyList<string> Parts { get; } = ["contrastive", "report", "masked_image", "opposite_sentence"];
 
     private readonly ColipriModel model;
-    private readonly ReportFindingLabeler labeler;
+    private readonly ReportFindingLabeler? labeler;
     private readonly Losses losses;
     private readonly Tensor sentenceIds;
     private readonly Tensor sentenceMask;
@@ -92,11 +103,48 @@ public sealed class ColipriObjective : TrainingObjective
         sentenceMask = tensor(encoded.AttentionMask.ToArray(), [encoded.BatchSize, encoded.SequenceLength]).DetachFromDisposeScope();
     }
 
+    private ColipriObjective(ColipriModel model, Losses losses)
+        : base(model, losses)
+    {
+        this.model = model;
+        this.losses = losses;
+        weights = new Dictionary<string, double>(StringComparer.Ordinal)
+        {
+            ["contrastive"] = 0,
+            ["report"] = 0,
+            ["masked_image"] = model.Sizes.MaskedImageWeight,
+            ["opposite_sentence"] = 0,
+        };
+        sentenceIds = zeros([0, 1], ScalarType.Int64).DetachFromDisposeScope();
+        sentenceMask = zeros([0, 1], ScalarType.Int64).DetachFromDisposeScope();
+    }
+
+    /// <summary>
+    /// Masked image modelling alone, for image-only pre-training: no tokenizer, no findings, and the text terms are never
+    /// computed (paired rows train by masked image modelling too); their weights stay 0.
+    /// </summary>
+    /// <param name="model">The model being trained (its <see cref="ColipriConfig.MaskedImageWeight"/> must be above 0).</param>
+    /// <exception cref="ArgumentException">The model's masked-image weight is 0.</exception>
+    public static ColipriObjective MaskedImageOnly(ColipriModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!(model.Sizes.MaskedImageWeight > 0))
+        {
+            throw new ArgumentException($"A masked-image-only objective needs masked_image_weight above 0, found {model.Sizes.MaskedImageWeight}.", nameof(model));
+        }
+
+        return new ColipriObjective(model, new Losses(model.Sizes.Contrastive));
+    }
+
+    /// <summary>Whether this objective trains by masked image modelling alone (<see cref="MaskedImageOnly"/>).</summary>
+    public bool IsMaskedImageOnly => labeler is null;
+
     /// <inheritdoc />
     public override IReadOnlyList<string> LossParts => Parts;
 
     /// <summary>The labeler that reads each report's findings (in the order of the opposite sentences).</summary>
-    public ReportFindingLabeler Labeler => labeler;
+    /// <exception cref="InvalidOperationException">The objective is <see cref="MaskedImageOnly"/> (it reads no findings).</exception>
+    public ReportFindingLabeler Labeler => labeler ?? throw new InvalidOperationException("A masked-image-only COLIPRI objective reads no findings.");
 
     /// <summary>The current weight of a loss part.</summary>
     public double Weight(string part) => weights.TryGetValue(part, out var w) ? w : throw new KeyNotFoundException($"COLIPRI has no loss part \"{part}\" (it has {string.Join(", ", Parts)}).");
@@ -108,6 +156,11 @@ public sealed class ColipriObjective : TrainingObjective
         if (!double.IsFinite(weight) || weight < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(weight), weight, $"The weight of \"{part}\" must be finite and non-negative.");
+        }
+
+        if (IsMaskedImageOnly && (part == "masked_image" ? weight == 0 : weight != 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(weight), weight, $"A masked-image-only COLIPRI objective keeps \"masked_image\" above 0 and every text part at 0 (\"{part}\" = {weight}).");
         }
 
         weights[part] = weight;
@@ -123,7 +176,7 @@ public sealed class ColipriObjective : TrainingObjective
         using var scope = NewDisposeScope();
         var device = batch.Volumes.device;
         var paired = tensor(batch.Paired.ToArray(), device: device);
-        var labels = tensor(reports.SelectMany(r => string.IsNullOrWhiteSpace(r) ? Enumerable.Repeat(-1L, findingCount) : labeler.Label(r)).ToArray(), [batch.Count, findingCount], device: device);
+        var labels = tensor(reports.SelectMany(r => labeler is null || string.IsNullOrWhiteSpace(r) ? Enumerable.Repeat(-1L, findingCount) : labeler.Label(r)).ToArray(), [batch.Count, findingCount], device: device);
         var ids = batch.TextIds ?? zeros([batch.Count, 2], ScalarType.Int64, device);
         var mask = batch.TextMask ?? zeros([batch.Count, 2], ScalarType.Int64, device);
         var seed = maskSeeds.GetValue(batch, _ => new StrongBox<ulong>((ulong)randint(0, int.MaxValue, [1], ScalarType.Int64).ToInt64())).Value;
