@@ -179,11 +179,20 @@ public sealed class ResNet : Module<Tensor, Tensor>
         }
 
         using var scope = NewDisposeScope();
-        // 2D runs channels-last (see ChannelsLast); the map goes back to the usual contiguous layout at the end, so callers
-        // (PRIOR's plain reshape of the layer4 map) see the same strides as before.
-        // Twice: a 1-channel image has the same strides in both layouts, so libtorch gives the stem's output in the usual one;
-        // the second call copies nothing when the stem already gave channels-last.
-        var h = ChannelsLast(maxpool.forward(F.relu(bn1.forward(conv1.forward(ChannelsLast(x))), inplace: true)));
+        // Where libtorch would run the 1x1 convolutions through MKL (see Pointwise), 2D runs channels-last (see ChannelsLast);
+        // the map goes back to the usual contiguous layout at the end, so callers (PRIOR's plain reshape of the layer4 map)
+        // see the same strides as before. Twice: a 1-channel image has the same strides in both layouts, so libtorch gives
+        // the stem's output in the usual one; the second call copies nothing when the stem already gave channels-last.
+        Tensor h;
+        if (BlasRegime(x) && x.dim() == 4)
+        {
+            h = ChannelsLast(maxpool.forward(F.relu(bn1.forward(conv1.forward(ChannelsLast(x))), inplace: true)));
+        }
+        else
+        {
+            h = maxpool.forward(F.relu(bn1.forward(conv1.forward(x)), inplace: true));
+        }
+
         h = layer4.forward(layer3.forward(layer2.forward(layer1.forward(h)))).contiguous();
         var pooled = h.flatten(2).mean([2]);
         return new ResNetFeatures(scope.MoveToOuter(h), scope.MoveToOuter(pooled));
@@ -198,14 +207,14 @@ public sealed class ResNet : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// For 2D, the same values in channels-last memory order (NHWC strides behind the usual NCHW shape): libtorch then keeps
+    /// The same 2D values in channels-last memory order (NHWC strides behind the usual NCHW shape): libtorch then keeps
     /// every layer's output channels-last, and its oneDNN convolutions (forward and backward), batch norm and max pooling
     /// run faster on it than on NCHW (benchmarks/reference/resnet_results.md, `conv-ops`). 3D stays NCDHW: there oneDNN's
     /// channels-last 3x3x3 convolutions of the late stages are up to 4x slower than its NCDHW ones.
     /// </summary>
     private static Tensor ChannelsLast(Tensor x)
     {
-        return x.dim() == 4 ? x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : x;
+        return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
     }
 
     private static Module<Tensor, Tensor> Conv(int dims, long inChannels, long outChannels, long kernel, long stride, long padding, Device? device) => dims == 2
@@ -220,9 +229,16 @@ public sealed class ResNet : Module<Tensor, Tensor>
     /// output (a one-tap kernel has no taps to spread) and which libtorch always sends to oneDNN, where its 3x3 and
     /// strided convolutions (and every convolution with more threads or a larger batch) already run.
     /// </summary>
+    /// <summary>
+    /// Whether libtorch would compute an unstrided 1x1 convolution of <paramref name="x"/> as BLAS matrix products (its rule:
+    /// CPU, one thread, batch below 16). Only then does the network change how it runs (<see cref="Pointwise"/>, channels-last
+    /// 2D stages); otherwise libtorch already runs every convolution through oneDNN, as PyTorch does, and nothing changes.
+    /// </summary>
+    private static bool BlasRegime(Tensor x) => x.device_type == DeviceType.CPU && x.shape[0] < 16 && get_num_threads() == 1;
+
     private static Tensor Pointwise(Module<Tensor, Tensor> conv, Tensor x)
     {
-        if (x.device_type != DeviceType.CPU || x.shape[0] >= 16 || get_num_threads() > 1)
+        if (!BlasRegime(x))
         {
             return conv.forward(x);
         }
