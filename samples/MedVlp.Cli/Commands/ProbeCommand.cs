@@ -23,10 +23,15 @@ internal static class ProbeCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the fold assignment (and of the random baseline's weights).", DefaultValueFactory = _ => 0 };
         var split = new Option<string?>("--split") { Description = "Use only the manifest entries of this split." };
         var baseline = new Option<bool>("--baseline-random") { Description = "Also probe the same architecture with freshly initialised weights, to show what training added." };
+        var features = new Option<string>("--features")
+        {
+            Description = "embedding: the model's shared-space embedding (default); backbone: the image backbone's pooled feature, what M-FLAG evaluates downstream.",
+            DefaultValueFactory = _ => "embedding",
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of tables." };
         var command = new Command("probe", "Fit a cross-validated linear probe (logistic regression) on a model's frozen volume embeddings and report accuracy and per-class AUROC.")
         {
-            modelDir, manifestPath, label, folds, c, seed, split, baseline, json,
+            modelDir, manifestPath, label, folds, c, seed, split, baseline, json, features,
         };
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -51,16 +56,22 @@ internal static class ProbeCommand
             var k = parse.GetValue(folds);
             var s = parse.GetValue(seed);
             var quiet = parse.GetValue(json) || Console.IsErrorRedirected;
+            var backbone = parse.GetValue(features) switch
+            {
+                "embedding" => false,
+                "backbone" => true,
+                var f => throw new ArgumentException($"--features must be embedding or backbone, got \"{f}\"."),
+            };
 
             using var model = VisionLanguageModel.Load(parse.GetValue(modelDir)!);
             var results = new List<(string Name, LinearProbeResult Result)>
             {
-                ("trained", LinearProbe.CrossValidate(Embed(model, entries, "embedding", quiet, cancellationToken), y, classes, k, s, options, cancellationToken: cancellationToken)),
+                ("trained", LinearProbe.CrossValidate(Embed(model, entries, "embedding", backbone, quiet, cancellationToken), y, classes, k, s, options, cancellationToken: cancellationToken)),
             };
             if (parse.GetValue(baseline))
             {
                 using var random = VisionLanguageModel.Create(model.Config, model.Tokenizer, model.Preprocessing, seed: s);
-                results.Add(("random init", LinearProbe.CrossValidate(Embed(random, entries, "random-init embedding", quiet, cancellationToken), y, classes, k, s, options, cancellationToken: cancellationToken)));
+                results.Add(("random init", LinearProbe.CrossValidate(Embed(random, entries, "random-init embedding", backbone, quiet, cancellationToken), y, classes, k, s, options, cancellationToken: cancellationToken)));
             }
 
             if (parse.GetValue(json))
@@ -79,15 +90,21 @@ internal static class ProbeCommand
         return command;
     }
 
-    private static float[][] Embed(VisionLanguageModel model, List<ManifestEntry> entries, string what, bool quiet, CancellationToken cancellationToken)
+    private static float[][] Embed(VisionLanguageModel model, List<ManifestEntry> entries, string what, bool backbone, bool quiet, CancellationToken cancellationToken)
     {
+        if (backbone && model.Module is not MedVlp.Modeling.IImageFeatureEncoder)
+        {
+            throw new ArgumentException($"--features backbone: architecture \"{model.Architecture}\" exposes no backbone features; use --features embedding.");
+        }
+
         var embeddings = new float[entries.Count][];
         void Work(Action<int> step)
         {
             for (var i = 0; i < entries.Count; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                embeddings[i] = model.VolumeEncoder.Embed(ImageFileReader.ReadAny(entries[i].Path, cancellationToken));
+                var volume = ImageFileReader.ReadAny(entries[i].Path, cancellationToken);
+                embeddings[i] = backbone ? model.VolumeEncoder.EmbedBackboneFeatures([volume], cancellationToken)[0] : model.VolumeEncoder.Embed(volume);
                 step(i + 1);
             }
         }

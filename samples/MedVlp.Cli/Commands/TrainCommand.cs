@@ -37,9 +37,13 @@ internal static class TrainCommand
         var evaluateEvery = new Option<int?>("--eval-every") { Description = "Evaluation interval in steps (overrides the recipe)." };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 1 };
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt)." };
+        var textModel = new Option<string?>("--text-model")
+        {
+            Description = "A pretrained frozen text encoder (mflag): an .onnx BERT export with vocab.txt beside it, or a Hugging Face BERT folder (config.json, weights, vocab.txt); it brings its own vocabulary (overrides the recipe's text_model).",
+        };
         var command = new Command("train", "Train a recipe (model, objectives, optimizer, schedule, data) with checkpoints, metrics, plots and exact resume.")
         {
-            list, recipe, manifest, synthetic, output, steps, epochs, batch, accumulate, resume, device, seed, checkpointEvery, evaluateEvery, threads, vocab,
+            list, recipe, manifest, synthetic, output, steps, epochs, batch, accumulate, resume, device, seed, checkpointEvery, evaluateEvery, threads, vocab, textModel,
         };
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -80,7 +84,13 @@ internal static class TrainCommand
                 CheckpointEvery = parse.GetValue(checkpointEvery) ?? r.CheckpointEvery,
                 EvaluateEvery = parse.GetValue(evaluateEvery) ?? r.EvaluateEvery,
                 Data = r.Data with { BatchSize = parse.GetValue(batch) ?? r.Data.BatchSize },
+                TextModel = parse.GetValue(textModel) ?? r.TextModel,
             };
+            if (r.TextModel is not null && parse.GetValue(vocab) is not null)
+            {
+                throw new ArgumentException("--vocab and a text model (--text-model or the recipe's text_model) exclude each other: the text model brings its own vocabulary.");
+            }
+
             r.Validate("command line");
             return Run(r, manifestPath, syntheticCount, outDir, parse.GetValue(resume), parse.GetValue(device)!, parse.GetValue(vocab), cancellationToken);
         })));
@@ -134,14 +144,25 @@ internal static class TrainCommand
             _ => throw new ArgumentException($"--device must be cpu or cuda, got \"{deviceName}\"."),
         };
         var clock = Stopwatch.StartNew();
-        var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary());
+        // A pretrained text model brings its own vocabulary (recipe.CreateModel reads it); otherwise the WordPiece vocab.txt.
+        var vocabulary = recipe.TextModel is null ? WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary()) : null;
         Directory.CreateDirectory(outDir);
         if (group.IsMain)
         {
             File.WriteAllText(Path.Combine(outDir, "recipe.json"), recipe.ToJson());
         }
 
-        using var model = recipe.CreateModel(tokenizer, device: device);
+        using var textModel = recipe.TextModel is null ? null : MedVlp.Backbones.PretrainedBert.Load(recipe.TextModel);
+        if (textModel is not null && group.IsMain)
+        {
+            var c = textModel.Config;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"frozen text model: {textModel.Path} ({textModel.Format}; {c.NumHiddenLayers} layers x {c.HiddenSize}, {c.NumAttentionHeads} heads, {textModel.Tokenizer.VocabularySize} tokens)") +
+                (textModel.OnnxMaxDifference is { } d ? string.Create(CultureInfo.InvariantCulture, $"; equals ONNX Runtime to {d:G2}") : ""));
+        }
+
+        using var model = textModel is not null ? recipe.CreateModel(textModel, device: device) : recipe.CreateModel(vocabulary, device: device);
+        var tokenizer = model.Tokenizer;
         using var objective = recipe.CreateObjective(model, group);
         var plugin = recipe.Plugin;
         var maxTokens = recipe.MaxTextTokens(model);

@@ -130,20 +130,52 @@ public sealed class VolumeDataLoader
     /// <param name="epoch">The epoch (changes the shuffle and the augmentation seeds).</param>
     /// <param name="firstBatch">The first batch to read (0-based).</param>
     /// <param name="cancellationToken">Stops the workers and the enumeration.</param>
-    public async IAsyncEnumerable<VolumeBatch> ReadEpochAsync(int epoch, int firstBatch, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<VolumeBatch> ReadEpochAsync(int epoch, int firstBatch, CancellationToken cancellationToken = default) =>
+        StreamAsync(epoch, firstBatch, 1, cancellationToken);
+
+    /// <summary>
+    /// Streams the batches of epoch <paramref name="firstEpoch"/> from batch <paramref name="firstBatch"/> on, then of
+    /// every following epoch, without end: the workers run on across epoch boundaries (they start reading the next epoch
+    /// while the consumer still works on the end of this one), so the model never waits for a fresh pipeline to fill at the
+    /// start of an epoch. Each epoch's batches are those of <see cref="ReadEpochAsync(int, int, CancellationToken)"/>
+    /// (each <see cref="VolumeBatch"/> names its epoch). Stop by breaking out or cancelling; workers stop too.
+    /// </summary>
+    /// <param name="firstEpoch">The first epoch.</param>
+    /// <param name="firstBatch">The first batch of <paramref name="firstEpoch"/> to read (0-based).</param>
+    /// <param name="cancellationToken">Stops the workers and the enumeration.</param>
+    public IAsyncEnumerable<VolumeBatch> ReadEpochsAsync(int firstEpoch, int firstBatch, CancellationToken cancellationToken = default) =>
+        StreamAsync(firstEpoch, firstBatch, null, cancellationToken);
+
+    /// <summary>The examples read per epoch (the incomplete last batch dropped or not).</summary>
+    private int ExamplesRead => _options.DropLast ? ExamplesPerEpoch / _options.BatchSize * _options.BatchSize : ExamplesPerEpoch;
+
+    /// <summary>The epoch and position in the epoch's order of the <paramref name="item"/>-th example of a stream that
+    /// starts at position <paramref name="skip"/> of <paramref name="firstEpoch"/>.</summary>
+    private (int Epoch, int Position) Locate(long item, int firstEpoch, int skip)
+    {
+        var perEpoch = ExamplesRead;
+        var first = perEpoch - skip;
+        if (item < first)
+        {
+            return (firstEpoch, skip + (int)item);
+        }
+
+        var rest = item - first;
+        return (checked(firstEpoch + 1 + (int)(rest / perEpoch)), (int)(rest % perEpoch));
+    }
+
+    private async IAsyncEnumerable<VolumeBatch> StreamAsync(int firstEpoch, int firstBatch, int? epochs, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(firstBatch);
-        var fullOrder = EpochOrder(epoch);
-        var fullTotal = _options.DropLast ? fullOrder.Count / _options.BatchSize * _options.BatchSize : fullOrder.Count;
-        var skip = Math.Min((long)firstBatch * _options.BatchSize, fullTotal);
-        var order = fullOrder.Skip((int)skip).ToArray();
-        var total = (int)(fullTotal - skip);
-        if (total == 0)
+        var perEpoch = ExamplesRead;
+        var skip = (int)Math.Min((long)firstBatch * _options.BatchSize, perEpoch);
+        var total = epochs is { } n ? ((long)perEpoch * n) - skip : long.MaxValue;
+        if (perEpoch == 0 || total <= 0)
         {
             yield break;
         }
 
-        var workers = Math.Min(_options.Workers, total);
+        var workers = (int)Math.Min(_options.Workers, total);
         var perWorker = Math.Max(1, ((_options.PrefetchBatches * _options.BatchSize) + workers - 1) / workers);
         var channels = new Channel<(Volume[]? Volume, Exception? Error)>[workers];
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -154,27 +186,36 @@ public sealed class VolumeDataLoader
             var worker = w;
             // A dedicated thread per worker, blocking on its channel when it is full: the heavy, synchronous decoding and
             // preprocessing never holds thread-pool threads that the transforms' own Parallel.For loops need.
-            tasks[w] = Task.Factory.StartNew(() => RunWorker(worker, workers, order, total, epoch, channels[worker].Writer, stop.Token),
+            tasks[w] = Task.Factory.StartNew(() => RunWorker(worker, workers, firstEpoch, skip, total, channels[worker].Writer, stop.Token),
                 stop.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
 
         try
         {
+            var orders = new Dictionary<int, IReadOnlyList<int>>();
             var batch = new List<LoadedSample>(_options.BatchSize);
             var batchIndex = firstBatch;
-            for (var p = 0; p < total; p++)
+            for (long item = 0; item < total; item++)
             {
-                var (volume, error) = await channels[p % workers].Reader.ReadAsync(stop.Token).ConfigureAwait(false);
+                var (volume, error) = await channels[item % workers].Reader.ReadAsync(stop.Token).ConfigureAwait(false);
                 if (error is not null)
                 {
                     throw error;
                 }
 
-                batch.Add(new LoadedSample(_entries[order[p]], volume![0], (int)skip + p) { Views = volume });
-                if (batch.Count == _options.BatchSize || p == total - 1)
+                var (epoch, position) = Locate(item, firstEpoch, skip);
+                if (!orders.TryGetValue(epoch, out var order))
                 {
-                    yield return new VolumeBatch(epoch, batchIndex++, batch);
+                    orders.Remove(epoch - 1);
+                    order = orders[epoch] = EpochOrder(epoch);
+                }
+
+                batch.Add(new LoadedSample(_entries[order[position]], volume![0], position) { Views = volume });
+                if (batch.Count == _options.BatchSize || position == perEpoch - 1)
+                {
+                    yield return new VolumeBatch(epoch, batchIndex, batch);
                     batch = new List<LoadedSample>(_options.BatchSize);
+                    batchIndex = position == perEpoch - 1 ? 0 : batchIndex + 1;
                 }
             }
         }
@@ -192,30 +233,38 @@ public sealed class VolumeDataLoader
         }
     }
 
-    private void RunWorker(int worker, int workers, int[] order, int total, int epoch, ChannelWriter<(Volume[]?, Exception?)> writer, CancellationToken token)
+    private void RunWorker(int worker, int workers, int firstEpoch, int skip, long total, ChannelWriter<(Volume[]?, Exception?)> writer, CancellationToken token)
     {
         try
         {
-            for (var p = worker; p < total; p += workers)
+            var orderEpoch = int.MinValue;
+            IReadOnlyList<int> order = [];
+            for (long item = worker; item < total; item += workers)
             {
                 token.ThrowIfCancellationRequested();
-                (Volume[]?, Exception?) item;
+                var (epoch, position) = Locate(item, firstEpoch, skip);
+                if (epoch != orderEpoch)
+                {
+                    (orderEpoch, order) = (epoch, EpochOrder(epoch));
+                }
+
+                (Volume[]?, Exception?) loaded;
                 try
                 {
                     var views = new Volume[_options.Views];
                     for (var v = 0; v < views.Length; v++)
                     {
-                        views[v] = LoadExample(order[p], epoch, v, token);
+                        views[v] = LoadExample(order[position], epoch, v, token);
                     }
 
-                    item = (views, null);
+                    loaded = (views, null);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
-                    item = (null, ex);
+                    loaded = (null, ex);
                 }
 
-                while (!writer.TryWrite(item))
+                while (!writer.TryWrite(loaded))
                 {
                     if (!writer.WaitToWriteAsync(token).AsTask().GetAwaiter().GetResult())
                     {
@@ -223,7 +272,7 @@ public sealed class VolumeDataLoader
                     }
                 }
 
-                if (item.Item2 is not null)
+                if (loaded.Item2 is not null)
                 {
                     break;
                 }

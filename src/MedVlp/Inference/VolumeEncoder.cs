@@ -42,6 +42,18 @@ public sealed class VolumeEncoder : IEmbeddingGenerator<Volume, Embedding<float>
         return EmbeddingRows.EmbedInBatches(volumes, BatchSize, chunk => _model.ImageEncoder.EncodeImages(_model.PrepareVolumes(chunk, cancellationToken)), cancellationToken);
     }
 
+    /// <summary>The L2-normalised pooled features of the model's image backbone (before any projection), for models that
+    /// evaluate their backbone downstream (<see cref="MedVlp.Modeling.IImageFeatureEncoder"/>: M-FLAG).</summary>
+    /// <exception cref="NotSupportedException">The model's architecture does not expose backbone features.</exception>
+    public float[][] EmbedBackboneFeatures(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        _model.ThrowIfDisposed();
+        var features = _model.Module as MedVlp.Modeling.IImageFeatureEncoder
+            ?? throw new NotSupportedException($"Architecture \"{_model.Architecture}\" exposes no backbone features; embed with Embed instead.");
+        return EmbeddingRows.EmbedInBatches(volumes, BatchSize, chunk => features.EncodeImageFeatures(_model.PrepareVolumes(chunk, cancellationToken)), cancellationToken);
+    }
+
     /// <inheritdoc />
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<Volume> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {

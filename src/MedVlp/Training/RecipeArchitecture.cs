@@ -27,6 +27,20 @@ public abstract class RecipeArchitecture
     /// <summary>The model configuration of a recipe size (<c>tiny</c>, <c>full</c>, or <c>test</c> as tiny) over a vocabulary.</summary>
     public abstract ArchitectureConfig ModelConfig(string size, int vocabularySize);
 
+    /// <summary>Whether the architecture's frozen language model can be a pretrained BERT read from files (the recipe's
+    /// <see cref="TrainingRecipe.TextModel"/>; M-FLAG: yes).</summary>
+    public virtual bool TakesTextModel => false;
+
+    /// <summary>The model configuration of a recipe size whose text encoder has <paramref name="textModel"/>'s sizes
+    /// (the text projector then takes its width). Only called when <see cref="TakesTextModel"/>.</summary>
+    public virtual ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel) =>
+        throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
+
+    /// <summary>Copies <paramref name="textModel"/>'s weights into <paramref name="model"/>'s text encoder (built from
+    /// <see cref="ModelConfig(string, Backbones.PretrainedBert)"/>). Only called when <see cref="TakesTextModel"/>.</summary>
+    public virtual void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel) =>
+        throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
+
     /// <summary>The deterministic preprocessing from any volume or image to the model's input (stored with the model).</summary>
     public abstract TransformPipeline Preprocessing(ArchitectureConfig config);
 

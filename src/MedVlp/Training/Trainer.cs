@@ -156,7 +156,7 @@ public sealed partial class Trainer : IDisposable
         var stoppedEarly = false;
         var step = info.Step;
         var microIndex = ((long)(info.Epoch - 1) * data.BatchesPerEpoch) + info.BatchInEpoch;
-        using var batches = ReadFrom(data, info.Epoch, info.BatchInEpoch, cancellationToken).GetEnumerator();
+        using var batches = data.ReadEpochs(info.Epoch, info.BatchInEpoch, cancellationToken).GetEnumerator();
         string? currentStage = null;
         SetTrainingMode(true);
         try
@@ -512,17 +512,6 @@ public sealed partial class Trainer : IDisposable
 
         var lastStage = _options.Stages[^1];
         return (lastStage, start - StageSteps(lastStage, data), StageSteps(lastStage, data));
-    }
-
-    private static IEnumerable<TrainingBatch> ReadFrom(ITrainingData data, int epoch, int firstBatch, CancellationToken cancellationToken)
-    {
-        for (var e = epoch; ; e++)
-        {
-            foreach (var batch in data.ReadEpoch(e, e == epoch ? firstBatch : 0, cancellationToken))
-            {
-                yield return batch;
-            }
-        }
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "step {Step}/{Total}: loss {Loss:G5}, lr {LearningRate:G4}, {Throughput:F1} examples/s ({Terms})")]

@@ -21,6 +21,27 @@ public interface ITrainingData
 
     /// <summary>The micro-batches of <paramref name="epoch"/> (1-based) from batch <paramref name="firstBatch"/> on; the caller disposes each.</summary>
     IEnumerable<TrainingBatch> ReadEpoch(int epoch, int firstBatch, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The micro-batches of <paramref name="firstEpoch"/> from batch <paramref name="firstBatch"/> on, then of every
+    /// following epoch, without end (the trainer's stream); the caller disposes each. The default reads epoch after epoch
+    /// through <see cref="ReadEpoch"/>; a source with workers overrides it to keep them reading across epoch boundaries.
+    /// </summary>
+    IEnumerable<TrainingBatch> ReadEpochs(int firstEpoch, int firstBatch, CancellationToken cancellationToken)
+    {
+        return Read(this, firstEpoch, firstBatch, cancellationToken);
+
+        static IEnumerable<TrainingBatch> Read(ITrainingData data, int firstEpoch, int firstBatch, CancellationToken cancellationToken)
+        {
+            for (var e = firstEpoch; ; e++)
+            {
+                foreach (var batch in data.ReadEpoch(e, e == firstEpoch ? firstBatch : 0, cancellationToken))
+                {
+                    yield return batch;
+                }
+            }
+        }
+    }
 }
 
 /// <summary>
@@ -281,20 +302,27 @@ public sealed class LoaderTrainingData : ITrainingData
     public int BatchesPerEpoch => _loader.ExamplesPerEpoch / _loader.Options.BatchSize;
 
     /// <inheritdoc />
-    public IEnumerable<TrainingBatch> ReadEpoch(int epoch, int firstBatch, CancellationToken cancellationToken)
+    public IEnumerable<TrainingBatch> ReadEpoch(int epoch, int firstBatch, CancellationToken cancellationToken) =>
+        Collate(_loader.ReadEpochAsync(epoch, firstBatch, cancellationToken), cancellationToken);
+
+    /// <summary>The trainer's stream: the loader's workers read on across epoch boundaries (see
+    /// <see cref="VolumeDataLoader.ReadEpochsAsync"/>), so no epoch starts with an empty pipeline.</summary>
+    public IEnumerable<TrainingBatch> ReadEpochs(int firstEpoch, int firstBatch, CancellationToken cancellationToken) =>
+        Collate(_loader.ReadEpochsAsync(firstEpoch, firstBatch, cancellationToken), cancellationToken);
+
+    private IEnumerable<TrainingBatch> Collate(IAsyncEnumerable<VolumeBatch> source, CancellationToken cancellationToken)
     {
-        var batches = _loader.ReadEpochAsync(epoch, firstBatch, cancellationToken).ToBlockingEnumerable(cancellationToken);
-        foreach (var batch in batches)
+        foreach (var batch in source.ToBlockingEnumerable(cancellationToken))
         {
             if (batch.Samples.Count < BatchSize)
             {
-                yield break;
+                continue; // an epoch's incomplete last batch
             }
 
             var volumes = Images ? Collator.CollateImages([.. batch.Samples.Select(s => s.Views[0])]) : batch.ToTensor();
             var second = batch.Samples[0].Views.Count > 1 ? (Images ? Collator.CollateImages([.. batch.Samples.Select(s => s.Views[1])]) : batch.ToTensor(null, 1)) : null;
             var keys = batch.Samples.Select(s => s.Position).ToArray();
-            yield return _collator.Collate(volumes, second, batch.Reports, epoch, keys);
+            yield return _collator.Collate(volumes, second, batch.Reports, batch.Epoch, keys);
         }
     }
 }

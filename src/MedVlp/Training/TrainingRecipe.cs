@@ -40,6 +40,12 @@ public sealed record TrainingRecipe
     /// <summary>The size: the registry's <c>tiny</c> (the demo's) or <c>full</c>, or <c>test</c> (16^3 input, seconds per epoch).</summary>
     public string Size { get; init; } = "tiny";
 
+    /// <summary>A pretrained frozen text encoder for architectures that take one (<c>mflag</c>): an <c>.onnx</c> BERT export
+    /// (vocab.txt beside it) or a Hugging Face BERT folder (config.json, weights, vocab.txt), read by
+    /// <see cref="Backbones.PretrainedBert"/>; its vocabulary becomes the model's tokenizer and the text projector takes its
+    /// width. Relative paths are from the working directory. Null: the architecture's own, randomly initialised, text encoder.</summary>
+    public string? TextModel { get; init; }
+
     /// <summary>The losses and their weights (a composite when there are several).</summary>
     public IReadOnlyList<ObjectiveSettings> Objectives { get; init; } = [new ObjectiveSettings()];
 
@@ -260,6 +266,11 @@ public sealed record TrainingRecipe
         }
 
         var losses = plugin?.Losses ?? ["clip", "siglip"];
+        if (TextModel is not null && (TextModel.Trim().Length == 0 || plugin is not { TakesTextModel: true }))
+        {
+            Fail("text_model", TextModel.Trim().Length == 0 ? "is empty; give an .onnx file or a Hugging Face BERT folder, or leave it out"
+                : $"{Architecture} takes no pretrained text model (architectures that do: {string.Join(", ", RecipeArchitectures.Names.Where(n => RecipeArchitectures.TryGet(n, out var a) && a.TakesTextModel))})");
+        }
 
         if (plugin is null ? Size is not ("test" or ModelRegistry.Tiny or ModelRegistry.Full) : Size is not (ModelRegistry.Tiny or ModelRegistry.Full))
         {
@@ -478,12 +489,48 @@ public sealed record TrainingRecipe
         return Data.Augmentation is { } json ? TransformPipeline.FromJson(json.GetRawText()) : Plugin?.DefaultAugmentation(config);
     }
 
-    /// <summary>Creates the recipe's model with seeded initial weights.</summary>
-    public VisionLanguageModel CreateModel(TextTokenizer tokenizer, int? seed = null, torch.Device? device = null)
+    /// <summary>Creates the recipe's model with seeded initial weights; with <see cref="TextModel"/>, its text encoder holds
+    /// that pretrained model's weights and the model uses its tokenizer.</summary>
+    /// <param name="tokenizer">The tokenizer; null exactly when <see cref="TextModel"/> is set (it brings its own).</param>
+    /// <param name="seed">The weights' seed (null: <see cref="Seed"/>).</param>
+    /// <param name="device">Where the model lives.</param>
+    public VisionLanguageModel CreateModel(TextTokenizer? tokenizer, int? seed = null, torch.Device? device = null)
     {
+        if (TextModel is not null)
+        {
+            if (tokenizer is not null)
+            {
+                throw new ArgumentException($"The recipe's text_model ({TextModel}) brings its own vocabulary; pass no tokenizer.", nameof(tokenizer));
+            }
+
+            using var text = Backbones.PretrainedBert.Load(TextModel);
+            return CreateModel(text, seed, device);
+        }
+
         ArgumentNullException.ThrowIfNull(tokenizer);
         var config = CreateModelConfig(tokenizer.VocabularySize);
         return VisionLanguageModel.Create(config, tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
+    }
+
+    /// <summary>Creates the recipe's model around a pretrained frozen text encoder (whatever <see cref="TextModel"/> says):
+    /// seeded initial weights elsewhere, <paramref name="textModel"/>'s weights and tokenizer for the text side.</summary>
+    /// <exception cref="NotSupportedException">The architecture takes no pretrained text model.</exception>
+    public VisionLanguageModel CreateModel(Backbones.PretrainedBert textModel, int? seed = null, torch.Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(textModel);
+        var plugin = Plugin is { TakesTextModel: true } p ? p : throw new NotSupportedException($"Architecture \"{Architecture}\" takes no pretrained text model.");
+        var config = plugin.ModelConfig(Size, textModel);
+        var model = VisionLanguageModel.Create(config, textModel.Tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
+        try
+        {
+            plugin.LoadTextModel(model, textModel);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Creates the recipe's objective for <paramref name="model"/>.</summary>

@@ -83,6 +83,66 @@ public sealed class VolumeDataLoaderTests
         Assert.Equal(["report " + flatOne[0].Entry.Id[1..], "report " + flatOne[1].Entry.Id[1..], "report " + flatOne[2].Entry.Id[1..]], one[0].Reports);
     }
 
+    [Theory]
+    [InlineData(true, 0)]
+    [InlineData(false, 0)]
+    [InlineData(true, 2)]
+    [InlineData(false, 3)]
+    public async Task TheCrossEpochStreamEqualsEpochAfterEpoch(bool dropLast, int firstBatch)
+    {
+        var entries = Entries(11);
+        VolumeLoaderOptions Options(int workers) => new() { BatchSize = 3, Workers = workers, PrefetchBatches = 1, DropLast = dropLast, Seed = 9, Reader = FakeReader() };
+        var expected = new List<VolumeBatch>();
+        var perEpoch = new VolumeDataLoader(entries, Augmenting(), Options(1));
+        for (var epoch = 4; epoch <= 6; epoch++)
+        {
+            await foreach (var b in perEpoch.ReadEpochAsync(epoch, epoch == 4 ? firstBatch : 0))
+            {
+                expected.Add(b);
+            }
+        }
+
+        var stream = new List<VolumeBatch>();
+        await foreach (var b in new VolumeDataLoader(entries, Augmenting(), Options(2)).ReadEpochsAsync(4, firstBatch))
+        {
+            stream.Add(b);
+            if (stream.Count == expected.Count)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal((dropLast ? 9 : 12) - firstBatch, expected.Count);
+        Assert.Equal(expected.Select(b => (b.Epoch, b.Index, b.Samples.Count)), stream.Select(b => (b.Epoch, b.Index, b.Samples.Count)));
+        var a = expected.SelectMany(b => b.Samples).ToArray();
+        var c = stream.SelectMany(b => b.Samples).ToArray();
+        Assert.Equal(a.Select(s => (s.Entry.Id, s.Position)), c.Select(s => (s.Entry.Id, s.Position)));
+        for (var n = 0; n < a.Length; n++)
+        {
+            Assert.Equal(a[n].Volume.Data.ToArray(), c[n].Volume.Data.ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task TheCrossEpochStreamReadsTheNextEpochBeforeThisOneIsConsumed()
+    {
+        var calls = new ConcurrentBag<string>();
+        var loader = new VolumeDataLoader(Entries(4), null, new VolumeLoaderOptions { BatchSize = 2, Workers = 1, PrefetchBatches = 2, Shuffle = false, Reader = FakeReader(calls) });
+        await using var e = loader.ReadEpochsAsync(0, 1).GetAsyncEnumerator();
+        Assert.True(await e.MoveNextAsync());
+        Assert.Equal((0, 1), (e.Current.Epoch, e.Current.Index));
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (calls.Count < 4 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        // the last batch of epoch 0 is in hand; the worker has gone on to epoch 1 without being asked
+        Assert.InRange(calls.Count, 4, 2 + 5);
+        Assert.True(await e.MoveNextAsync());
+        Assert.Equal((1, 0), (e.Current.Epoch, e.Current.Index));
+    }
+
     [Fact]
     public async Task PrefetchIsBounded()
     {

@@ -48,6 +48,18 @@ internal sealed class DicomImage
 
     public double? SpacingBetweenSlices { get; private init; }
 
+    /// <summary>WindowCenter values (VOI LUT module), or null.</summary>
+    public double[]? WindowCenter { get; private init; }
+
+    /// <summary>WindowWidth values (VOI LUT module), or null.</summary>
+    public double[]? WindowWidth { get; private init; }
+
+    /// <summary>VOILUTFunction (upper case; LINEAR when absent).</summary>
+    public string VoiLutFunction { get; private init; } = "LINEAR";
+
+    /// <summary>True when the file carries a VOILUTSequence (a VOI lookup table).</summary>
+    public bool HasVoiLutTable { get; private init; }
+
     /// <summary>Per-frame geometry and rescaling (one entry per frame).</summary>
     public IReadOnlyList<DicomFrameGeometry> FrameGeometry { get; private init; } = [];
 
@@ -125,6 +137,12 @@ internal sealed class DicomImage
         }
 
         var photometric = ds.GetString(DicomTag.PhotometricInterpretation) ?? (samples == 1 ? "MONOCHROME2" : "RGB");
+        if (ds.GetItems(DicomTag.ModalityLutSequence).Count > 0)
+        {
+            // The reader applies RescaleSlope/RescaleIntercept only; a lookup table read as a rescale would be a silent wrong value.
+            throw new VolumeFormatException(path, "ModalityLUTSequence", "holds a modality lookup table, which MedVlp does not apply (only RescaleSlope/RescaleIntercept); convert the file (for example with dcmtk's dcmmkdir or pydicom's apply_modality_lut) first.");
+        }
+
         var voxels = (long)rows * columns * frames * samples;
         if (voxels > options.MaxVoxels || voxels > Array.MaxLength)
         {
@@ -181,6 +199,11 @@ internal sealed class DicomImage
             InstanceNumber = ds.GetIntegerString(DicomTag.InstanceNumber),
             SliceThickness = ds.GetDecimals(DicomTag.SliceThickness)?[0],
             SpacingBetweenSlices = ds.GetDecimals(DicomTag.SpacingBetweenSlices)?[0],
+            // The VOI attributes are read only when asked for: a malformed window must not stop a plain read.
+            WindowCenter = options.Dicom.ApplyVoiWindow ? ds.GetDecimals(DicomTag.WindowCenter) : null,
+            WindowWidth = options.Dicom.ApplyVoiWindow ? ds.GetDecimals(DicomTag.WindowWidth) : null,
+            VoiLutFunction = options.Dicom.ApplyVoiWindow && (ds.GetString(DicomTag.VoiLutFunction) ?? "").Trim().ToUpperInvariant() is { Length: > 0 } f ? f : "LINEAR",
+            HasVoiLutTable = ds.GetItems(DicomTag.VoiLutSequence).Count > 0,
             FrameGeometry = ReadFrameGeometry(ds, (int)frames, out var perFrame),
             HasPerFramePositions = perFrame,
         };

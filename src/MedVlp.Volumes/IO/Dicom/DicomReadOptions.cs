@@ -36,4 +36,34 @@ public sealed class DicomReadOptions
     /// one, and a single file, always fail.
     /// </summary>
     public bool Strict { get; init; }
+
+    /// <summary>
+    /// How MONOCHROME1 images are read: radiographs (CR, DX, MG) where the smallest value is displayed white. Default:
+    /// <see cref="Monochrome1Handling.Invert"/>, so that a higher value is brighter as in every MONOCHROME2 image, CT and
+    /// MR (what a viewer shows and what models trained on MONOCHROME2 X-rays expect). The inversion comes after the rescale
+    /// and after <see cref="ApplyVoiWindow"/>'s window, within the output range pydicom's <c>apply_windowing</c> uses.
+    /// </summary>
+    public Monochrome1Handling Monochrome1 { get; init; } = Monochrome1Handling.Invert;
+
+    /// <summary>
+    /// Apply the file's VOI window (WindowCenter / WindowWidth with VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID) after
+    /// the rescale, as pydicom's <c>apply_voi_lut</c> (<c>apply_windowing</c>): values then span the stored range
+    /// (0 .. 2^BitsStored - 1, rescaled). A file without a window keeps its values; a VOI lookup table
+    /// (VOILUTSequence) is not supported and fails the read. Default: false (modality values, such as Hounsfield units).
+    /// </summary>
+    public bool ApplyVoiWindow { get; init; }
+
+    /// <summary>Which window to apply when a file lists several (0-based, as pydicom's <c>index</c>). Default 0.</summary>
+    public int VoiWindowIndex { get; init; }
+}
+
+/// <summary>How <see cref="DicomSeriesReader"/> reads MONOCHROME1 images.</summary>
+public enum Monochrome1Handling
+{
+    /// <summary>Invert: <c>v' = y_min + y_max - v</c> over the output range (the stored range through the rescale), so a
+    /// higher value is brighter. The volume's <c>Monochrome1Inverted</c> property is <c>true</c>.</summary>
+    Invert,
+
+    /// <summary>Keep the values as stored (after the rescale): a higher value is darker on screen.</summary>
+    AsStored,
 }

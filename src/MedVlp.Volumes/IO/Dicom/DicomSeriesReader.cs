@@ -34,7 +34,10 @@ public sealed record DicomSeriesResult(Volume Volume, string SeriesInstanceUid, 
 /// <para>Layout: i runs along the DICOM columns, j along the rows, k along the sorted slices (or frames); colour
 /// images put their samples in frames (<see cref="Volume.FrameShape"/> = [SamplesPerPixel]). Values are
 /// <c>stored * RescaleSlope + RescaleIntercept</c>, per frame, as pydicom's <c>pixel_array</c> scaled; stored
-/// values are not masked to BitsStored, as neither pydicom 2.x nor dcm2niix masks them. The slice spacing is the
+/// values are not masked to BitsStored, as neither pydicom 2.x nor dcm2niix masks them. MONOCHROME1 images (radiographs
+/// whose minimum is displayed white) are inverted by default so that a higher value is brighter
+/// (<see cref="DicomReadOptions.Monochrome1"/>), and <see cref="DicomReadOptions.ApplyVoiWindow"/> applies the file's VOI
+/// window first, both as pydicom computes them. The slice spacing is the
 /// distance between the first two slices along the normal, as dcm2niix computes it; a gantry tilt keeps its shear.</para>
 /// <para>Supported: implicit VR little endian, explicit VR little and big endian, deflated explicit VR little
 /// endian, RLE Lossless; a JPEG-family file fails with <c>FILE: TransferSyntaxUID: unsupported transfer syntax UID (name)</c>.
@@ -330,6 +333,7 @@ public static class DicomSeriesReader
             progress?.Report((double)Interlocked.Increment(ref done) / ordered.Count);
         }, cancellationToken);
 
+        var (inverted, window) = ApplyDisplayTransforms(slices, data, pixels, options.Dicom);
         var g0 = first.FrameGeometry[0];
         var rescaleVaries = slices.Any(s => s.Geometry.Slope != g0.Slope || s.Geometry.Intercept != g0.Intercept);
         var properties = new Dictionary<string, string>
@@ -346,6 +350,16 @@ public static class DicomSeriesReader
             ["FileCount"] = images.Count.ToString(CultureInfo.InvariantCulture),
             ["RescaleVaries"] = rescaleVaries ? "true" : "false",
         };
+        if (inverted)
+        {
+            properties["Monochrome1Inverted"] = "true";
+        }
+
+        if (window is not null)
+        {
+            properties["VoiWindow"] = window;
+        }
+
         if (warnings.Count > 0)
         {
             properties["Warnings"] = string.Join("\n", warnings);
@@ -368,6 +382,111 @@ public static class DicomSeriesReader
                 Properties = properties,
             });
         return new DicomSeriesResult(volume, seriesUid, [.. ordered.Select(i => i.Path)], warnings);
+    }
+
+    /// <summary>
+    /// The VOI window (<see cref="DicomReadOptions.ApplyVoiWindow"/>, as pydicom 2.x's <c>apply_windowing</c>) and the
+    /// MONOCHROME1 inversion (<see cref="DicomReadOptions.Monochrome1"/>), in place on each slice's rescaled values.
+    /// Both work in the output range [y_min, y_max]: the stored range (0 .. 2^BitsStored - 1, or the signed range) through
+    /// the slice's rescale, as pydicom computes it; the inversion is <c>y_min + y_max - v</c> (PS3.3 C.7.6.3.1.2:
+    /// MONOCHROME1's minimum is displayed white).
+    /// </summary>
+    /// <returns>Whether any slice was inverted, and the window applied (for the metadata), or null.</returns>
+    private static (bool Inverted, string? Window) ApplyDisplayTransforms(List<Slice> slices, float[] data, long pixels, DicomReadOptions options)
+    {
+        var inverted = false;
+        string? applied = null;
+        for (var n = 0; n < slices.Count; n++)
+        {
+            var s = slices[n];
+            var image = s.Image;
+            var invert = options.Monochrome1 == Monochrome1Handling.Invert && image.Photometric == "MONOCHROME1";
+            var window = options.ApplyVoiWindow ? VoiWindow(image, options.VoiWindowIndex) : null;
+            if (!invert && window is null)
+            {
+                continue;
+            }
+
+            double yMin = image.Signed ? -Math.Pow(2, image.BitsStored - 1) : 0;
+            double yMax = image.Signed ? Math.Pow(2, image.BitsStored - 1) - 1 : Math.Pow(2, image.BitsStored) - 1;
+            (yMin, yMax) = ((yMin * s.Geometry.Slope) + s.Geometry.Intercept, (yMax * s.Geometry.Slope) + s.Geometry.Intercept);
+            var range = yMax - yMin;
+            var span = data.AsSpan((int)(n * pixels), (int)pixels);
+            if (window is { } w)
+            {
+                applied ??= string.Create(CultureInfo.InvariantCulture, $"center {w.Center} width {w.Width} {w.Function}");
+                if (w.Function == "SIGMOID")
+                {
+                    for (var i = 0; i < span.Length; i++)
+                    {
+                        span[i] = (float)((range / (1 + Math.Exp(-4 * (span[i] - w.Center) / w.Width))) + yMin);
+                    }
+                }
+                else
+                {
+                    var (center, width) = w.Function == "LINEAR" ? (w.Center - 0.5, w.Width - 1) : (w.Center, w.Width);
+                    double low = center - (width / 2), high = center + (width / 2);
+                    for (var i = 0; i < span.Length; i++)
+                    {
+                        double v = span[i];
+                        span[i] = (float)(v <= low ? yMin : v > high ? yMax : ((((v - center) / width) + 0.5) * range) + yMin);
+                    }
+                }
+            }
+
+            if (invert)
+            {
+                inverted = true;
+                var sum = yMin + yMax;
+                for (var i = 0; i < span.Length; i++)
+                {
+                    span[i] = (float)(sum - span[i]);
+                }
+            }
+        }
+
+        return (inverted, applied);
+    }
+
+    private readonly record struct Window(double Center, double Width, string Function);
+
+    /// <summary>The window of <paramref name="image"/> pydicom's <c>apply_voi_lut</c> would use, or null when the file has none.</summary>
+    private static Window? VoiWindow(DicomImage image, int index)
+    {
+        if (image.HasVoiLutTable)
+        {
+            throw new VolumeFormatException(image.Path, "VOILUTSequence", "holds a VOI lookup table, which MedVlp does not apply (pydicom's apply_voi_lut would prefer it to the window); read it without DicomReadOptions.ApplyVoiWindow.");
+        }
+
+        if (image.WindowCenter is null || image.WindowWidth is null)
+        {
+            return null;
+        }
+
+        if (image.Photometric is not ("MONOCHROME1" or "MONOCHROME2"))
+        {
+            throw new VolumeFormatException(image.Path, "PhotometricInterpretation", $"is {image.Photometric}; a VOI window applies to MONOCHROME1 and MONOCHROME2 images only.");
+        }
+
+        double Pick(double[] values, string field)
+        {
+            if (index < 0 || (values.Length > 1 && index >= values.Length))
+            {
+                throw new VolumeFormatException(image.Path, field, $"has {values.Length} value(s); DicomReadOptions.VoiWindowIndex {index} is out of range.");
+            }
+
+            return values.Length > 1 ? values[index] : values[0];
+        }
+
+        var center = Pick(image.WindowCenter, "WindowCenter");
+        var width = Pick(image.WindowWidth, "WindowWidth");
+        return image.VoiLutFunction switch
+        {
+            "LINEAR" when width < 1 => throw new VolumeFormatException(image.Path, "WindowWidth", $"is {width}; a LINEAR window needs a width of at least 1."),
+            "LINEAR_EXACT" or "SIGMOID" when width <= 0 => throw new VolumeFormatException(image.Path, "WindowWidth", $"is {width}; a {image.VoiLutFunction} window needs a positive width."),
+            "LINEAR" or "LINEAR_EXACT" or "SIGMOID" => new Window(center, width, image.VoiLutFunction),
+            _ => throw new VolumeFormatException(image.Path, "VOILUTFunction", $"is '{image.VoiLutFunction}'; expected LINEAR, LINEAR_EXACT or SIGMOID."),
+        };
     }
 
     private static void CheckConsistent(List<DicomImage> images, string source)

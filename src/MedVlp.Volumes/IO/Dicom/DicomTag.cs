@@ -28,6 +28,12 @@ internal static class DicomTag
     public const uint PixelRepresentation = 0x0028_0103;
     public const uint RescaleIntercept = 0x0028_1052;
     public const uint RescaleSlope = 0x0028_1053;
+    public const uint WindowCenter = 0x0028_1050;
+    public const uint WindowWidth = 0x0028_1051;
+    public const uint VoiLutFunction = 0x0028_1056;
+    public const uint ModalityLutSequence = 0x0028_3000;
+    public const uint VoiLutSequence = 0x0028_3010;
+    public const uint PresentationLutShape = 0x2050_0020;
     public const uint SharedFunctionalGroups = 0x5200_9229;
     public const uint PerFrameFunctionalGroups = 0x5200_9230;
     public const uint PlanePositionSequence = 0x0020_9113;
@@ -45,14 +51,14 @@ internal static class DicomTag
     public static ushort KnownVr(uint tag) => tag switch
     {
         TransferSyntaxUid or SopInstanceUid or StudyInstanceUid or SeriesInstanceUid => Vr.UI,
-        Modality or PhotometricInterpretation => Vr.CS,
+        Modality or PhotometricInterpretation or VoiLutFunction or PresentationLutShape => Vr.CS,
         SeriesDescription => Vr.LO,
         SliceThickness or SpacingBetweenSlices or ImagePositionPatient or ImageOrientationPatient or PixelSpacing or ImagerPixelSpacing
-            or RescaleIntercept or RescaleSlope => Vr.DS,
+            or RescaleIntercept or RescaleSlope or WindowCenter or WindowWidth => Vr.DS,
         InstanceNumber or NumberOfFrames => Vr.IS,
         SamplesPerPixel or PlanarConfiguration or Rows or Columns or BitsAllocated or BitsStored or HighBit or PixelRepresentation => Vr.US,
         SharedFunctionalGroups or PerFrameFunctionalGroups or PlanePositionSequence or PlaneOrientationSequence
-            or PixelMeasuresSequence or PixelValueTransformationSequence => Vr.SQ,
+            or PixelMeasuresSequence or PixelValueTransformationSequence or ModalityLutSequence or VoiLutSequence => Vr.SQ,
         _ => 0,
     };
 
@@ -87,6 +93,12 @@ internal static class DicomTag
         PixelRepresentation => "PixelRepresentation",
         RescaleIntercept => "RescaleIntercept",
         RescaleSlope => "RescaleSlope",
+        WindowCenter => "WindowCenter",
+        WindowWidth => "WindowWidth",
+        VoiLutFunction => "VOILUTFunction",
+        ModalityLutSequence => "ModalityLUTSequence",
+        VoiLutSequence => "VOILUTSequence",
+        PresentationLutShape => "PresentationLUTShape",
         PixelData => "PixelData",
         _ => Format(tag),
     };

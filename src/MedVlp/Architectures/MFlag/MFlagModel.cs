@@ -35,7 +35,7 @@ public sealed record MFlagOutput(Tensor ImageFeature, Tensor ImageEmbedding, Ten
 /// embeds images and reports into the shared space (normalised <c>proj_v</c> / <c>proj_t</c> outputs), for embedding,
 /// probes and zero-shot classification.
 /// </summary>
-public sealed class MFlagModel : CompositeModel, IDualEncoder
+public sealed class MFlagModel : CompositeModel, IDualEncoder, IImageFeatureEncoder
 {
     /// <summary>The component names, as the released code.</summary>
     public const string ImageComponent = "encoder", TextComponent = "lm_model", ImageProjectorComponent = "proj_v", TextProjectorComponent = "proj_t";
@@ -158,6 +158,17 @@ public sealed class MFlagModel : CompositeModel, IDualEncoder
         ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
         return scope.MoveToOuter(F.normalize(proj_v.forward(encoder.Features(images).Pooled), dim: -1));
+    }
+
+    /// <inheritdoc />
+    public int FeatureDim => _config.Image.FeatureWidth;
+
+    /// <summary>The L2-normalised pooled ResNet feature (what the released code keeps for downstream tasks).</summary>
+    public Tensor EncodeImageFeatures(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(F.normalize(encoder.Features(images).Pooled, dim: -1));
     }
 
     /// <summary>L2-normalised <c>proj_t</c> of the text encoder's CLS state.</summary>

@@ -95,6 +95,29 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
     public override ArchitectureConfig ModelConfig(string size, int vocabularySize) =>
         size == ModelRegistry.Full ? MFlagConfig.Full(vocabularySize) : MFlagConfig.Tiny(vocabularySize);
 
+    public override bool TakesTextModel => true;
+
+    public override ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel)
+    {
+        ArgumentNullException.ThrowIfNull(textModel);
+        var c = (MFlagConfig)ModelConfig(size, textModel.Config.VocabSize);
+        return c with { Text = textModel.Config, MaxTextTokens = Math.Min(c.MaxTextTokens, textModel.Config.MaxPositionEmbeddings) };
+    }
+
+    public override void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(textModel);
+        var m = (MFlagModel)model.Module;
+        var report = textModel.LoadInto(m.TextEncoder);
+        if (!report.IsComplete)
+        {
+            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit M-FLAG's lm_model: {report.Describe()}.");
+        }
+
+        m.ClearFingerprints(); // the frozen-text cache is keyed by the weights
+    }
+
     public override TransformPipeline Preprocessing(ArchitectureConfig config)
     {
         var c = (MFlagConfig)config;

@@ -144,6 +144,20 @@ public interface IImageEncoder : IVolumeInputModel
 }
 
 /// <summary>
+/// A model whose image backbone's own pooled feature, before any projection into a shared space, is what its paper
+/// evaluates downstream (M-FLAG keeps its ResNet-50 for downstream tasks): what <c>medvlp probe --features backbone</c> and
+/// <see cref="Inference.VolumeEncoder.EmbedBackboneFeatures"/> use.
+/// </summary>
+public interface IImageFeatureEncoder : IVolumeInputModel
+{
+    /// <summary>Width of the backbone features.</summary>
+    int FeatureDim { get; }
+
+    /// <summary>L2-normalised pooled backbone features (B x F) of preprocessed images (B x <see cref="IVolumeInputModel.ImageInputShape"/>).</summary>
+    Tensor EncodeImageFeatures(Tensor images);
+}
+
+/// <summary>
 /// A model that embeds images and texts into one space (CLIP-style): what <see cref="Inference.VolumeEncoder"/>,
 /// <see cref="Inference.TextEncoder"/> and zero-shot classification need from an architecture.
 /// </summary>
