@@ -222,6 +222,13 @@ public sealed class ResNet : Module<Tensor, Tensor>
         : Conv3d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: false, device: device);
 
     /// <summary>
+    /// Whether libtorch would compute an unstrided 1x1 convolution of <paramref name="x"/> as BLAS matrix products (its rule:
+    /// CPU, one thread, batch below 16). Only then does the network change how it runs (<see cref="Pointwise"/>, channels-last
+    /// 2D stages); otherwise libtorch already runs every convolution through oneDNN, as PyTorch does, and nothing changes.
+    /// </summary>
+    private static bool BlasRegime(Tensor x) => x.device_type == DeviceType.CPU && x.shape[0] < 16 && get_num_threads() == 1;
+
+    /// <summary>
     /// A 1x1 (1x1x1) convolution with stride 1. libtorch (1.13 to 2.10) computes one on a single thread with a batch below 16
     /// as matrix products through its BLAS, MKL, whose kernels on AMD CPUs are AVX2: about half the speed of OpenBLAS's
     /// AVX-512 kernels (which PyTorch builds on OpenBLAS use) on the benchmark machine, and of oneDNN's own
@@ -229,13 +236,6 @@ public sealed class ResNet : Module<Tensor, Tensor>
     /// output (a one-tap kernel has no taps to spread) and which libtorch always sends to oneDNN, where its 3x3 and
     /// strided convolutions (and every convolution with more threads or a larger batch) already run.
     /// </summary>
-    /// <summary>
-    /// Whether libtorch would compute an unstrided 1x1 convolution of <paramref name="x"/> as BLAS matrix products (its rule:
-    /// CPU, one thread, batch below 16). Only then does the network change how it runs (<see cref="Pointwise"/>, channels-last
-    /// 2D stages); otherwise libtorch already runs every convolution through oneDNN, as PyTorch does, and nothing changes.
-    /// </summary>
-    private static bool BlasRegime(Tensor x) => x.device_type == DeviceType.CPU && x.shape[0] < 16 && get_num_threads() == 1;
-
     private static Tensor Pointwise(Module<Tensor, Tensor> conv, Tensor x)
     {
         if (!BlasRegime(x))
