@@ -34,8 +34,8 @@ internal static class DemoCommand
         };
         var arch = new Option<string>("--arch") { Description = "clip3d (brain MRI, CN / MCI / AD), colipri (chest CT, five findings) or medblip (brain MRI + EHR text, Q-Former + frozen language model, generative diagnosis) or prior / prior3d (brain MRI slices / volumes + reports, PRIOR's three stages, linear probe against random init).", DefaultValueFactory = _ => "clip3d" };
         arch.AcceptOnlyFromAmong("clip3d", "colipri", "medblip", "prior", "prior3d");
-        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 300 / 400); prior: steps per stage (default 30).", DefaultValueFactory = _ => 300 };
-        var batch = new Option<int>("--batch") { Description = "colipri / medblip / prior: volumes per step (default 12 / 24 / 8).", DefaultValueFactory = _ => 12 };
+        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 300 / 400); prior: stage-1 steps, stages 2 and 3 run 4/15 of it (default 150).", DefaultValueFactory = _ => 300 };
+        var batch = new Option<int>("--batch") { Description = "colipri / medblip / prior: volumes per step (default 12 / 24 / 16).", DefaultValueFactory = _ => 12 };
         var command = new Command("demo", "Generate synthetic volumes + reports, pre-train a small 3D vision-language model, evaluate zero-shot on held-out volumes (clip3d: diagnosis from brain MRI, saving the model; colipri: chest CT findings with all four COLIPRI objectives; medblip: generative diagnosis from brain MRI + EHR text, saving the model).")
         {
             output, seed, vocab, train, test, epochs, threads, arch, steps, batch,
@@ -62,9 +62,10 @@ internal static class DemoCommand
             if (parse.GetValue(arch) is "prior" or "prior3d")
             {
                 return PriorDemo.Run(
-                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null or { Implicit: true } ? 48 : parse.GetValue(train),
-                    parse.GetResult(test) is null or { Implicit: true } ? 60 : parse.GetValue(test), parse.GetResult(steps) is null or { Implicit: true } ? 30 : parse.GetValue(steps),
-                    parse.GetResult(batch) is null or { Implicit: true } ? 8 : parse.GetValue(batch), parse.GetValue(arch) == "prior3d", cancellationToken);
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is null or { Implicit: true } ? 480 : parse.GetValue(train),
+                    parse.GetResult(test) is null or { Implicit: true } ? 180 : parse.GetValue(test),
+                    parse.GetResult(steps) is null or { Implicit: true } ? (int)Architectures.Prior.PriorRecipe.TinyStage1Steps : parse.GetValue(steps),
+                    parse.GetResult(batch) is null or { Implicit: true } ? Architectures.Prior.PriorRecipe.TinyBatchSize : parse.GetValue(batch), parse.GetValue(arch) == "prior3d", cancellationToken);
             }
 
             if (parse.GetValue(arch) == "colipri")

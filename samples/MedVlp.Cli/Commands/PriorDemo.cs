@@ -41,11 +41,7 @@ internal static class PriorDemo
         var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary());
         var train = SyntheticBrainDataset.Generate(trainCount, seed, cancellationToken: cancellationToken);
         var test = SyntheticBrainDataset.Generate(testCount, seed, firstIndex: trainCount, cancellationToken: cancellationToken);
-        var config = PriorConfig.Tiny(tokenizer.VocabularySize, volumes) with
-        {
-            Text = PriorConfig.Tiny().Text with { VocabSize = tokenizer.VocabularySize, MaxPositionEmbeddings = 160 },
-            MaxTextTokens = 160,
-        };
+        var config = PriorRecipe.TinyConfig(tokenizer.VocabularySize, volumes) with { SentenceEndTokenIds = PriorConfig.SentenceEnds(tokenizer) };
         random.manual_seed(seed);
         using var model = new PriorModel(config);
         using var objective = new PriorObjective(model, tokenizer);

@@ -24,7 +24,7 @@ internal static class TrainCommand
         var list = new Option<bool>("--list") { Description = "List the built-in recipes and exit." };
         var recipe = new Option<string?>("--recipe") { Description = "A built-in recipe name (see --list) or a recipe .json file." };
         var manifest = new Option<string?>("--manifest") { Description = "A .csv or .jsonl manifest (split \"train\", and \"val\" for evaluation; all entries when no split is given)." };
-        var synthetic = new Option<int?>("--synthetic") { Description = "Train on N synthetic brain MRIs with reports generated in memory (and N/6 held out for evaluation)." };
+        var synthetic = new Option<int?>("--synthetic") { Description = "Train on N synthetic volumes with reports generated in memory (and N/6 held out for evaluation): brain MRIs, or chest CTs for colipri (a quarter image-only)." };
         var output = new Option<string?>("--out") { Description = "Folder for checkpoints/, metrics.jsonl, plots/, recipe.json and model/." };
         var steps = new Option<long?>("--steps") { Description = "Optimisation steps (overrides the recipe)." };
         var epochs = new Option<int?>("--epochs") { Description = "Epochs (overrides the recipe)." };
@@ -161,10 +161,18 @@ internal static class TrainCommand
                 (textModel.OnnxMaxDifference is { } d ? string.Create(CultureInfo.InvariantCulture, $"; equals ONNX Runtime to {d:G2}") : ""));
         }
 
-        using var model = textModel is not null ? recipe.CreateModel(textModel, device: device) : recipe.CreateModel(vocabulary, device: device);
+        var plugin = recipe.Plugin;
+        // An architecture with its own synthetic data (COLIPRI: chest CTs) makes it before the model, which may adapt to its reports.
+        SyntheticTrainingSet? own = null;
+        if (syntheticCount is { } requested && plugin is not null && vocabulary is not null && textModel is null)
+        {
+            var config = recipe.CreateModelConfig(vocabulary.VocabularySize);
+            own = GenerateOwn(plugin, config, recipe.CreatePreprocessing(config), requested, recipe.Seed, cancellationToken);
+        }
+
+        using var model = textModel is not null ? recipe.CreateModel(textModel, device: device) : recipe.CreateModel(vocabulary, device: device, trainingReports: own?.TrainReports);
         var tokenizer = model.Tokenizer;
         using var objective = recipe.CreateObjective(model, group);
-        var plugin = recipe.Plugin;
         var maxTokens = recipe.MaxTextTokens(model);
         var needsReports = plugin?.NeedsReports ?? true;
         var inputShape = (model.Module as MedVlp.Modeling.IVolumeInputModel)?.ImageInputShape
@@ -180,7 +188,22 @@ internal static class TrainCommand
         var disposables = new List<IDisposable>();
         try
         {
-            if (syntheticCount is { } count)
+            if (own is not null)
+            {
+                // Already preprocessed: the batches only stack them.
+                Tensor Stack(IReadOnlyList<MedVlp.Volumes.Volume> v) => Collator.CollateVolumes(v, inputShape, device);
+                var train = new PreparedTrainingData(own.Train, own.TrainReports, Stack, collator, recipe.Data.BatchSize, recipe.Seed, cancellationToken);
+                disposables.Add(train);
+                data = train;
+                if (own.HeldOut.Count >= 2)
+                {
+                    var val = new PreparedTrainingData(own.HeldOut, own.HeldOutReports, Stack, new TrainingBatchCollator(model.Collator, new MedVlp.Data.TextCollation { MaxTokens = maxTokens }),
+                        Math.Min(recipe.Data.BatchSize, own.HeldOut.Count), recipe.Seed, cancellationToken);
+                    disposables.Add(val);
+                    validation = val;
+                }
+            }
+            else if (syntheticCount is { } count)
             {
                 if (count < recipe.Data.BatchSize)
                 {
@@ -272,6 +295,10 @@ internal static class TrainCommand
                 evaluate = token =>
                 {
                     var metrics = new Dictionary<string, double>(trainer.ValidationLoss(validation, token));
+                    foreach (var (k, v) in own?.Evaluate?.Invoke(model, token) ?? new Dictionary<string, double>())
+                    {
+                        metrics[k] = v;
+                    }
                     if (heldOut.Count > 0 && model.Module is MedBlipModel)
                     {
                         // MedBLIP: the contrastive zero-shot diagnosis (query-max similarity to each answer text).
@@ -320,6 +347,25 @@ internal static class TrainCommand
                 d.Dispose();
             }
         }
+    }
+
+    private static SyntheticTrainingSet? GenerateOwn(RecipeArchitecture plugin, MedVlp.Modeling.ArchitectureConfig config, TransformPipeline preprocessing, int count, int seed,
+        CancellationToken cancellationToken)
+    {
+        var heldOut = Math.Max(3, count / 6);
+        SyntheticTrainingSet? set = null;
+        if (Console.IsOutputRedirected)
+        {
+            return plugin.CreateSyntheticData(config, preprocessing, count, heldOut, seed, cancellationToken: cancellationToken);
+        }
+
+        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
+        {
+            var task = ctx.AddTask($"synthetic {plugin.Name} data", maxValue: count + heldOut);
+            set = plugin.CreateSyntheticData(config, preprocessing, count, heldOut, seed, new InlineProgress<int>(n => task.Value = n), cancellationToken);
+            task.Value = task.MaxValue;
+        });
+        return set;
     }
 
     private static TrainingSummary RunWithProgress(Trainer trainer, ITrainingData data, Func<CancellationToken, IReadOnlyDictionary<string, double>>? evaluate,

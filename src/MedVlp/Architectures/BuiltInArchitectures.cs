@@ -23,5 +23,8 @@ internal static class BuiltInArchitectures
         Training.RecipeArchitectures.Register(new MFlag.MFlagRecipeArchitecture());
         Training.RecipeArchitectures.Register(new LvmMed.LvmMedRecipeArchitecture());
         Training.RecipeArchitectures.Register(new MedBlip.MedBlipRecipeArchitecture());
+        Training.RecipeArchitectures.Register(new Colipri.ColipriRecipeArchitecture());
+        Training.RecipeArchitectures.Register(new Prior.PriorRecipeArchitecture(volumes: false));
+        Training.RecipeArchitectures.Register(new Prior.PriorRecipeArchitecture(volumes: true));
     }
 }

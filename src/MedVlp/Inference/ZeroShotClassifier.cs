@@ -1,5 +1,8 @@
 using System.Numerics.Tensors;
+using MedVlp.Modeling;
+using MedVlp.Text;
 using MedVlp.Volumes;
+using static TorchSharp.torch;
 
 namespace MedVlp.Inference;
 
@@ -29,13 +32,16 @@ public sealed record ZeroShotPrediction(string Label, int LabelIndex, IReadOnlyL
 /// <summary>
 /// Classifies volumes by comparing their embedding with text embeddings of label prompts (CLIP-style contrastive
 /// zero-shot). Each label's prompts are embedded, averaged and re-normalised once, when the classifier is made.
-/// Safe for concurrent callers.
+/// A model with its own zero-shot rule (<see cref="IZeroShotScoringModel"/>, such as PRIOR's global + 0.5 x local score)
+/// classifies volumes by that rule instead: its prompts are encoded once, and the probabilities are its scores divided by
+/// their sum. Safe for concurrent callers.
 /// </summary>
 public sealed class ZeroShotClassifier
 {
     private readonly VisionLanguageModel _model;
     private readonly float[][] _classEmbeddings;
     private readonly float _scale;
+    private readonly float[][][]? _scorerPrompts;
 
     internal ZeroShotClassifier(VisionLanguageModel model, IEnumerable<ZeroShotLabel> labels)
     {
@@ -75,22 +81,73 @@ public sealed class ZeroShotClassifier
         }
 
         _scale = (float)model.LogitScale;
+        if (model.Module is IZeroShotScoringModel scorer)
+        {
+            _scorerPrompts = [.. Labels.Select(l => EncodePrompts(model, scorer, l.Prompts))];
+        }
     }
 
     /// <summary>The labels, in the order of the probabilities.</summary>
     public IReadOnlyList<ZeroShotLabel> Labels { get; }
 
     /// <summary>Classifies one volume.</summary>
-    public ZeroShotPrediction Classify(Volume volume) => WithVolumeWarnings(ClassifyEmbedding(_model.VolumeEncoder.Embed(volume)), volume);
+    public ZeroShotPrediction Classify(Volume volume) => Classify([volume])[0];
 
     /// <summary>Classifies several volumes (embedded in batches).</summary>
-    public IReadOnlyList<ZeroShotPrediction> Classify(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default) =>
-        _model.VolumeEncoder.Embed(volumes, cancellationToken).Select((e, n) => WithVolumeWarnings(ClassifyEmbedding(e), volumes[n])).ToArray();
+    public IReadOnlyList<ZeroShotPrediction> Classify(IReadOnlyList<Volume> volumes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        if (_scorerPrompts is null || _model.Module is not IZeroShotScoringModel scorer)
+        {
+            return _model.VolumeEncoder.Embed(volumes, cancellationToken).Select((e, n) => WithVolumeWarnings(ClassifyEmbedding(e), volumes[n])).ToArray();
+        }
+
+        _model.ThrowIfDisposed();
+        var predictions = new ZeroShotPrediction[volumes.Count];
+        var batch = _model.VolumeEncoder.BatchSize;
+        for (var start = 0; start < volumes.Count; start += batch)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var chunk = volumes.Skip(start).Take(batch).ToArray();
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var images = _model.PrepareVolumes(chunk, cancellationToken);
+            var prompts = _scorerPrompts.Select(rows => tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length], device: _model.Device)).ToList();
+            var scores = scorer.ZeroShotScores(images, prompts).cpu().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            var embeddings = scorer.EncodeImages(images).cpu().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            var k = Labels.Count;
+            var e = _model.DualEncoder.EmbeddingDim;
+            for (var n = 0; n < chunk.Length; n++)
+            {
+                var row = scores.AsSpan(n * k, k);
+                var probabilities = new float[k];
+                TensorPrimitives.Divide(row, TensorPrimitives.Sum(row), probabilities);
+                var similarities = new float[k];
+                for (var c = 0; c < k; c++)
+                {
+                    similarities[c] = TensorPrimitives.CosineSimilarity(embeddings.AsSpan(n * e, e), _classEmbeddings[c]);
+                }
+
+                var best = TensorPrimitives.IndexOfMax(probabilities);
+                var finite = float.IsFinite(TensorPrimitives.Sum(probabilities));
+                predictions[start + n] = WithVolumeWarnings(
+                    new ZeroShotPrediction(Labels[best].Name, best, probabilities, similarities)
+                    {
+                        Warnings = finite ? [] : ["the zero-shot scores are not finite; the prediction is meaningless"],
+                    },
+                    chunk[n]);
+            }
+        }
+
+        return predictions;
+    }
 
     private static ZeroShotPrediction WithVolumeWarnings(ZeroShotPrediction prediction, Volume volume) =>
         volume.CountNonFinite().Describe() is { } bad ? prediction with { Warnings = [$"the volume's voxels are not all finite: {bad}", .. prediction.Warnings] } : prediction;
 
-    /// <summary>Classifies a volume embedding made by this model's <see cref="VolumeEncoder"/>.</summary>
+    /// <summary>Classifies a volume embedding made by this model's <see cref="VolumeEncoder"/> by its cosine similarity to
+    /// the labels' text embeddings (for a model with its own rule, <see cref="IZeroShotScoringModel"/>, only the global
+    /// part of it: <see cref="Classify(Volume)"/> applies the whole rule).</summary>
     public ZeroShotPrediction ClassifyEmbedding(ReadOnlySpan<float> volumeEmbedding)
     {
         if (volumeEmbedding.Length != _model.DualEncoder.EmbeddingDim)
@@ -114,5 +171,22 @@ public sealed class ZeroShotClassifier
         {
             Warnings = finite ? [] : ["the similarities are not finite (the volume embedding is NaN or zero); the prediction is meaningless"],
         };
+    }
+
+    /// <summary>A label's prompts encoded by the model's own zero-shot rule: tokenized padded one token past the longest (so
+    /// each keeps its end token, as a fixed-length padding does), one row per prompt.</summary>
+    private static float[][] EncodePrompts(VisionLanguageModel model, IZeroShotScoringModel scorer, IReadOnlyList<string> prompts)
+    {
+        var max = model.DualEncoder.MaxTextTokens;
+        var longest = model.Tokenizer.EncodeBatch(prompts, max).SequenceLength;
+        var batch = model.Tokenizer.EncodeBatch(prompts, max, new TokenBatchOptions { PadToLength = Math.Min(max, longest + 1) });
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var ids = tensor(batch.Ids.ToArray(), [batch.BatchSize, batch.SequenceLength], device: model.Device);
+        var mask = tensor(batch.AttentionMask.ToArray(), [batch.BatchSize, batch.SequenceLength], device: model.Device);
+        var encoded = scorer.EncodePrompts(ids, mask).cpu().to(ScalarType.Float32).contiguous();
+        var width = (int)encoded.shape[1];
+        var flat = encoded.data<float>().ToArray();
+        return [.. Enumerable.Range(0, batch.BatchSize).Select(r => flat.AsSpan(r * width, width).ToArray())];
     }
 }

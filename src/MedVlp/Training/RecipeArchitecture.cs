@@ -27,6 +27,21 @@ public abstract class RecipeArchitecture
     /// <summary>The model configuration of a recipe size (<c>tiny</c>, <c>full</c>, or <c>test</c> as tiny) over a vocabulary.</summary>
     public abstract ArchitectureConfig ModelConfig(string size, int vocabularySize);
 
+    /// <summary>The model configuration of a recipe size for a tokenizer (what <see cref="TrainingRecipe.CreateModel(MedVlp.Text.TextTokenizer?, int?, TorchSharp.torch.Device?, IReadOnlyList{string}?)"/> uses):
+    /// by default <see cref="ModelConfig(string, int)"/> over its vocabulary; an architecture that stores token ids in its
+    /// configuration (PRIOR's sentence ends) overrides it.</summary>
+    public virtual ArchitectureConfig ModelConfig(string size, MedVlp.Text.TextTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return ModelConfig(size, tokenizer.VocabularySize);
+    }
+
+    /// <summary>The loss parts a stage of a recipe may weight besides the objectives' names (PRIOR's eight terms); empty by default.</summary>
+    public virtual IReadOnlyList<string> LossParts => [];
+
+    /// <summary>The built-in recipes of this architecture, listed by <c>medvlp train --list</c> after the shipped ones.</summary>
+    public virtual IReadOnlyList<TrainingRecipe> Recipes => [];
+
     /// <summary>Whether the architecture's frozen language model can be a pretrained BERT read from files (the recipe's
     /// <see cref="TrainingRecipe.TextModel"/>; M-FLAG: yes).</summary>
     public virtual bool TakesTextModel => false;
@@ -63,6 +78,27 @@ public abstract class RecipeArchitecture
         return example.Report;
     }
 
+    /// <summary>
+    /// The synthetic data of <c>medvlp train --synthetic N</c> for this architecture, or null (the default) for the
+    /// built-in synthetic brain MRIs with <see cref="SyntheticReport"/>.
+    /// </summary>
+    /// <param name="config">The model configuration.</param>
+    /// <param name="preprocessing">The model's preprocessing (the returned volumes have been through it).</param>
+    /// <param name="count">Training examples.</param>
+    /// <param name="heldOut">Held-out examples.</param>
+    /// <param name="seed">The dataset seed.</param>
+    /// <param name="progress">Receives the number of examples made so far.</param>
+    /// <param name="cancellationToken">Stops the generation.</param>
+    public virtual SyntheticTrainingSet? CreateSyntheticData(ArchitectureConfig config, TransformPipeline preprocessing, int count, int heldOut, int seed,
+        IProgress<int>? progress = null, CancellationToken cancellationToken = default) => null;
+
+    /// <summary>The model configuration adapted to the training reports before the model is built (default: unchanged).
+    /// A small model may, for example, restrict its report decoder to the corpus's tokens.</summary>
+    /// <param name="config">The configuration of the recipe's size.</param>
+    /// <param name="tokenizer">The report tokenizer.</param>
+    /// <param name="reports">The training reports (empty strings for image-only examples).</param>
+    public virtual ArchitectureConfig AdaptToReports(ArchitectureConfig config, Text.TextTokenizer tokenizer, IReadOnlyList<string> reports) => config;
+
     /// <summary>The objective of <paramref name="recipe"/> for <paramref name="model"/>.</summary>
     public abstract TrainingObjective CreateObjective(TrainingRecipe recipe, VisionLanguageModel model, Distributed.ProcessGroup? group);
 }
@@ -81,6 +117,18 @@ public static class RecipeArchitectures
             lock (Gate)
             {
                 return [.. ByName.Keys.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>The built-in recipes of every registered architecture (<see cref="RecipeArchitecture.Recipes"/>), by architecture name.</summary>
+    public static IReadOnlyList<TrainingRecipe> Recipes
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return [.. ByName.OrderBy(kv => kv.Key, StringComparer.Ordinal).SelectMany(kv => kv.Value.Recipes)];
             }
         }
     }

@@ -97,8 +97,10 @@ public sealed record TrainingRecipe
     /// <summary>Evaluations without improvement before stopping; 0 never stops early.</summary>
     public int EarlyStoppingPatience { get; init; }
 
-    /// <summary>The shipped recipes.</summary>
-    public static IReadOnlyList<TrainingRecipe> BuiltIn { get; } =
+    /// <summary>The shipped recipes, then those the registered architectures bring (<see cref="RecipeArchitecture.Recipes"/>).</summary>
+    public static IReadOnlyList<TrainingRecipe> BuiltIn => [.. Shipped, .. RecipeArchitectures.Recipes];
+
+    private static IReadOnlyList<TrainingRecipe> Shipped { get; } =
     [
         new()
         {
@@ -196,6 +198,33 @@ public sealed record TrainingRecipe
             Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 1e-4 },
             Epochs = 12,
             Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "colipri",
+            Description = "COLIPRI at full size (Primus-M 16 x 864 at 192^3 / 2 mm, BERT-base, 768-d space): contrastive (CLIP) + report generation + masked image modelling + opposite sentences, weights 1, paired and image-only CTs mixed. The training settings are not published: AdamW 1e-4 (betas 0.9/0.98, wd 0.05), 5% warm-up + cosine, clip 1.0, batch 32, 50 epochs are MedVlp's defaults.",
+            Architecture = "colipri",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-4, WeightDecay = 0.05 },
+            Schedule = new ScheduleSettings { WarmupFraction = 0.05 },
+            Epochs = 50,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "colipri-demo",
+            Description = "The COLIPRI demo: the tiny COLIPRI (64^3 at 6 mm), all four objectives, AdamW 2e-3 (wd 0.05), 10% warm-up + cosine, clip 5, 300 steps of batch 12.",
+            Architecture = "colipri",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-3, WeightDecay = 0.05 },
+            GradientClipNorm = 5,
+            Steps = 300,
+            EvaluateEvery = 100,
+            BestMetric = "val/zero_shot_macro_auroc",
+            HigherIsBetter = true,
+            Data = new DataSettings { BatchSize = 12 },
         },
         new()
         {
@@ -371,9 +400,9 @@ public sealed record TrainingRecipe
 
             foreach (var part in st.LossWeights?.Keys ?? Enumerable.Empty<string>())
             {
-                if (!Objectives.Any(o => o.Name == part))
+                if (!Objectives.Any(o => o.Name == part) && !(plugin?.LossParts.Contains(part) ?? false))
                 {
-                    Fail($"stages[{i}].loss_weights.{part}", $"no objective is named \"{part}\" (objectives: {string.Join(", ", Objectives.Select(o => o.Name))})");
+                    Fail($"stages[{i}].loss_weights.{part}", $"no objective or loss part is named \"{part}\" (objectives: {string.Join(", ", Objectives.Select(o => o.Name))}{(plugin is { LossParts.Count: > 0 } ? $"; parts: {string.Join(", ", plugin.LossParts)}" : "")})");
                 }
             }
         }
@@ -494,7 +523,9 @@ public sealed record TrainingRecipe
     /// <param name="tokenizer">The tokenizer; null exactly when <see cref="TextModel"/> is set (it brings its own).</param>
     /// <param name="seed">The weights' seed (null: <see cref="Seed"/>).</param>
     /// <param name="device">Where the model lives.</param>
-    public VisionLanguageModel CreateModel(TextTokenizer? tokenizer, int? seed = null, torch.Device? device = null)
+    /// <param name="trainingReports">The training reports, when known: the architecture may adapt its configuration to them
+    /// (<see cref="RecipeArchitecture.AdaptToReports"/>).</param>
+    public VisionLanguageModel CreateModel(TextTokenizer? tokenizer, int? seed = null, torch.Device? device = null, IReadOnlyList<string>? trainingReports = null)
     {
         if (TextModel is not null)
         {
@@ -508,7 +539,12 @@ public sealed record TrainingRecipe
         }
 
         ArgumentNullException.ThrowIfNull(tokenizer);
-        var config = CreateModelConfig(tokenizer.VocabularySize);
+        var config = Plugin is { } plugin ? plugin.ModelConfig(Size, tokenizer) : CreateModelConfig(tokenizer.VocabularySize);
+        if (trainingReports is not null && Plugin is { } adapting)
+        {
+            config = adapting.AdaptToReports(config, tokenizer, trainingReports);
+        }
+
         return VisionLanguageModel.Create(config, tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
     }
 

@@ -52,7 +52,7 @@ public sealed class ColipriObjectiveTests
                 tensor(reports.SelectMany(labeler.Label).ToArray(), [4, 2]));
             optimizer.zero_grad();
             using var output = objective.Compute(batch);
-            Assert.Equal(["contrastive", "report", "opposite_sentence", "masked_image"], output.Terms.Keys.ToArray());
+            Assert.Equal(["contrastive", "report", "masked_image", "opposite_sentence", "opposite_sentence_accuracy"], output.Terms.Keys.ToArray());
             output.Total.backward();
             optimizer.step();
         }

@@ -91,6 +91,12 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// </summary>
     public IReadOnlyList<int>? ReportVocabulary { get; init; }
 
+    /// <summary>
+    /// Whether a recipe restricts <see cref="ReportVocabulary"/> to the training reports' tokens before building the
+    /// model (<c>RecipeArchitecture.AdaptToReports</c>; default false, true for the <c>tiny</c> size). A MedVlp option.
+    /// </summary>
+    public bool CorpusReportVocabulary { get; init; }
+
     /// <summary>Rows of the report decoder's embedding and output layer.</summary>
     [JsonIgnore]
     public int ReportVocabularySize => ReportVocabulary?.Count ?? Text.VocabSize;
@@ -158,6 +164,7 @@ public sealed record ColipriConfig : ArchitectureConfig
         DecoderLayers = 2,
         DecoderWidth = 64,
         DecoderHeads = 4,
+        CorpusReportVocabulary = true,
     };
 
     /// <inheritdoc />

@@ -67,6 +67,10 @@ public sealed record PriorConfig : ArchitectureConfig
     /// <summary>Most sentences per report in stages 1 and 2 (the padded width of the sentence stacks).</summary>
     public int MaxSentences { get; init; } = 32;
 
+    /// <summary>The token ids that end a sentence (the tokenizer's ".", "!" and "?"; see <see cref="SentenceEnds"/>), with which
+    /// <see cref="PriorModel.EncodeTexts"/> splits a text into sentences as training does; empty: every text is one sentence.</summary>
+    public IReadOnlyList<int> SentenceEndTokenIds { get; init; } = [];
+
     /// <summary>The number of local image tokens: the <c>layer4</c> map's positions (<c>(ImageSize / 32)^dims</c>).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public int LocalTokens => (int)Math.Pow(MapSide, Image?.SpatialDims ?? 2);
@@ -101,6 +105,23 @@ public sealed record PriorConfig : ArchitectureConfig
         MaxTextTokens = 64,
         MaxSentences = 16,
     };
+
+    private static readonly string[] SentencePunctuation = [".", "!", "?"];
+
+    /// <summary>The ids of the sentence-ending tokens (".", "!", "?") of <paramref name="tokenizer"/>, without its special tokens.</summary>
+    /// <exception cref="ArgumentException">The tokenizer has no token for ".".</exception>
+    public static IReadOnlyList<int> SentenceEnds(Text.TextTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var special = tokenizer.Encode("", 8).Append(tokenizer.PaddingTokenId).ToHashSet();
+        var ends = SentencePunctuation.SelectMany(p => tokenizer.Encode(p, 8)).Where(i => !special.Contains(i)).Distinct().ToArray();
+        if (ends.Length == 0)
+        {
+            throw new ArgumentException("The tokenizer has no token for \".\", so reports cannot be split into sentences.", nameof(tokenizer));
+        }
+
+        return ends;
+    }
 
     /// <inheritdoc />
     public override int? TokenizerVocabularySize(string tokenizer) => tokenizer == "text" ? Text?.VocabSize : null;
@@ -162,6 +183,11 @@ public sealed record PriorConfig : ArchitectureConfig
         ModelLimits.Check("queries", Queries, 1, Decoder.MaxPositionEmbeddings, "decoder.max_position_embeddings");
         ModelLimits.Check("max_text_tokens", MaxTextTokens, 3, Text.MaxPositionEmbeddings, "text.max_position_embeddings");
         ModelLimits.Check("max_sentences", MaxSentences, 1, MaxTextTokens);
+        if (SentenceEndTokenIds is null || SentenceEndTokenIds.Any(i => i < 0 || i >= Text.VocabSize))
+        {
+            throw new ArgumentException($"expected sentence_end_token_ids to be token ids below the vocabulary size {Text.VocabSize}.", "sentence_end_token_ids");
+        }
+
         if (ImageReconstructionDropout is < 0 or >= 1 || double.IsNaN(ImageReconstructionDropout))
         {
             throw new ArgumentException($"expected a probability in [0, 1), found {ImageReconstructionDropout}.", "image_reconstruction_dropout");

@@ -127,8 +127,12 @@ public sealed record PriorLossWeights
 /// <c>sentence_bank.prototypes</c> here, <c>sentence_bank.embed.weight</c> in the released checkpoints: see
 /// <see cref="ReleasedName"/>). The released code loops over the reports of a batch; here the batch runs at once with
 /// sentence masks, which gives the same values.
+/// As an <see cref="IZeroShotScoringModel"/> it embeds images (the normalised global image embedding) and texts (the
+/// normalised sentence-pooled report through the prototype bank) into one space, and classifies zero-shot by the released
+/// rule (<see cref="ZeroShotScores(Tensor, IReadOnlyList{Tensor})"/>). Inference (eval mode) uses the bank without its Gumbel
+/// noise, so embeddings and predictions are deterministic.
 /// </summary>
-public sealed class PriorModel : CompositeModel
+public sealed class PriorModel : CompositeModel, IZeroShotScoringModel
 {
 #pragma warning disable IDE1006, SA1300 // State-dict names follow the released code.
     private readonly PriorImageEncoder image_encoder;
@@ -217,8 +221,178 @@ public sealed class PriorModel : CompositeModel
     /// <summary>The SimSiam predictor (D -> D/2 -> D).</summary>
     public Sequential Predictor => predictor;
 
-    /// <summary>The global logit scale s = exp(<c>logit_scale</c>).</summary>
+    /// <summary>The global logit scale s = exp(<c>logit_scale</c>) of the training losses.</summary>
     public Tensor LogitScale() => logit_scale.exp();
+
+    /// <inheritdoc />
+    public int EmbeddingDim => _config.EmbeddingDim;
+
+    /// <inheritdoc />
+    public IReadOnlyList<long> ImageInputShape =>
+        [_config.Image.InChannels, .. Enumerable.Repeat((long)_config.ImageSize, _config.Image.SpatialDims)];
+
+    /// <inheritdoc />
+    public int MaxTextTokens => _config.MaxTextTokens;
+
+    /// <summary>The L2-normalised global image embedding (attention pooling, <c>global_image_projection</c>).</summary>
+    public Tensor EncodeImages(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var (_, global) = EncodeImage(images);
+        return scope.MoveToOuter(F.normalize(global, dim: -1));
+    }
+
+    /// <summary>
+    /// The L2-normalised global report embedding, as training makes it: the text (its tokens between the first and the
+    /// last real one, [CLS] and [SEP]) is split into sentences after each of <see cref="PriorConfig.SentenceEndTokenIds"/>,
+    /// the sentences go through the prototype bank (noise-free outside training) and the sentence attention pooling.
+    /// </summary>
+    /// <param name="inputIds">(B x T) token ids, each row [CLS] ... [SEP] then padding.</param>
+    /// <param name="attentionMask">(B x T), 1 = token.</param>
+    public Tensor EncodeTexts(Tensor inputIds, Tensor attentionMask)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        ArgumentNullException.ThrowIfNull(attentionMask);
+        using var scope = NewDisposeScope();
+        var index = InnerSentenceIndex(inputIds, attentionMask, _config.SentenceEndTokenIds);
+        var (sentences, mask) = EncodeSentences(inputIds, attentionMask, index);
+        var prototypes = Prototypes(sentences) * mask.to(sentences.dtype).unsqueeze(2);
+        return scope.MoveToOuter(F.normalize(GlobalText(prototypes, mask), dim: -1));
+    }
+
+    /// <summary>
+    /// Encodes one class's prompts for <see cref="ZeroShotScores(Tensor, IReadOnlyList{Tensor})"/>, as the released
+    /// <c>on_test_start</c>: the token states 1 .. T-2 with mask 1 (prompts padded to one length T, so a shorter prompt
+    /// keeps its [SEP]) projected and averaged into one sentence, then through the prototype bank.
+    /// </summary>
+    /// <param name="promptIds">The class's prompts (P x T ids).</param>
+    /// <param name="promptMask">Their mask (P x T).</param>
+    /// <returns>The prompts' prototype sentences (P x D).</returns>
+    public Tensor EncodePrompts(Tensor promptIds, Tensor promptMask)
+    {
+        ArgumentNullException.ThrowIfNull(promptIds);
+        ArgumentNullException.ThrowIfNull(promptMask);
+        if (promptIds.dim() != 2 || promptIds.shape[1] < 3 || !promptIds.shape.SequenceEqual(promptMask.shape))
+        {
+            throw new ArgumentException($"Prompts: expected ids and mask of one shape [P, T] with T >= 3, got [{string.Join(", ", promptIds.shape)}] and [{string.Join(", ", promptMask.shape)}].", nameof(promptIds));
+        }
+
+        using var scope = NewDisposeScope();
+        var t = promptIds.shape[1];
+        var columns = arange(t, dtype: ScalarType.Int64, device: promptIds.device);
+        var index = promptMask.ne(0).logical_and(columns.ge(1).logical_and(columns.le(t - 2)).unsqueeze(0)).to(ScalarType.Int64);
+        var (sentence, _) = EncodeSentences(promptIds, promptMask, index, 1); // (P, 1, D)
+        return scope.MoveToOuter(Prototypes(sentence).squeeze(1));
+    }
+
+    /// <summary>
+    /// The released zero-shot rule over classes with one or more prompts each (<c>shared_step</c>): per class, the largest
+    /// global logit over its prompts (raw <c>logit_scale</c> x cosine, as released) and the mean local score (the mean of
+    /// both sigmoid attention maps between the image tokens and the prompt); the result is softmax(global) + 0.5 x softmax(local).
+    /// </summary>
+    /// <param name="images">Preprocessed images or volumes (B x <see cref="ImageInputShape"/>).</param>
+    /// <param name="classPrompts">Per class, its prompts from <see cref="EncodePrompts"/> (P_k x D).</param>
+    /// <returns>Scores (B x K), each row summing to 1.5; the predicted class is the arg max.</returns>
+    public Tensor ZeroShotScores(Tensor images, IReadOnlyList<Tensor> classPrompts)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(classPrompts);
+        if (classPrompts.Count < 2 || classPrompts.Any(p => p is null || p.dim() != 2 || p.shape[0] < 1 || p.shape[1] != _config.EmbeddingDim))
+        {
+            throw new ArgumentException($"Expected at least two classes, each with prompts of shape [P, {_config.EmbeddingDim}] from EncodePrompts.", nameof(classPrompts));
+        }
+
+        using var scope = NewDisposeScope();
+        var (local, global) = EncodeImage(images);
+        var prompts = cat([.. classPrompts], 0); // (P, D)
+        var (globalLogits, localScores) = PromptScores(local, global, prompts.unsqueeze(1));
+        var globalPerClass = new List<Tensor>();
+        var localPerClass = new List<Tensor>();
+        var start = 0L;
+        foreach (var p in classPrompts)
+        {
+            var n = p.shape[0];
+            globalPerClass.Add(globalLogits.narrow(1, start, n).amax([1], keepdim: true));
+            localPerClass.Add(localScores.narrow(1, start, n).mean([1], keepdim: true));
+            start += n;
+        }
+
+        return scope.MoveToOuter(cat(globalPerClass, 1).softmax(1) + (0.5 * cat(localPerClass, 1).softmax(1)));
+    }
+
+    /// <summary>Per image and prompt (K x 1 x D prototype sentences): the raw global logits and the local attention scores (both B x K).</summary>
+    private (Tensor Global, Tensor Local) PromptScores(Tensor local, Tensor global, Tensor prompts)
+    {
+        var globalPrompts = GlobalText(prompts, ones(prompts.shape[0], 1, dtype: ScalarType.Bool, device: prompts.device)); // (K, D)
+        var cosine = F.normalize(global, dim: -1).matmul(F.normalize(globalPrompts, dim: -1).t());
+        var k = prompts.shape[0];
+        var n = local.shape[1];
+        var tokens = local.unsqueeze(1).expand(-1, k, -1, -1).reshape(-1, n, local.shape[2]); // (B*K, N, D)
+        var prompt = prompts.unsqueeze(0).expand(local.shape[0], -1, -1, -1).reshape(-1, 1, prompts.shape[2]); // (B*K, 1, D)
+        var attention = local_cross_attention.forward(new LocalAlignmentInput(tokens, prompt));
+        var localScore = ((attention.TextAttention.mean([1, 2]) + attention.ImageAttention.mean([1, 2])) / 2).view(-1, k);
+        return (logit_scale * cosine, localScore);
+    }
+
+    /// <summary>The sentences rebuilt from the prototype bank: its forward (Gumbel noise as configured) in training, the
+    /// noise-free softmax(x E^T / tau) E outside it.</summary>
+    private Tensor Prototypes(Tensor sentences)
+    {
+        if (training)
+        {
+            return sentence_bank.forward(sentences).Reconstructed;
+        }
+
+        var codebook = sentence_bank.Prototypes;
+        return (sentences.matmul(codebook.t()) / _config.PrototypeTemperature).softmax(-1).matmul(codebook);
+    }
+
+    /// <summary>Sentence indices of whole texts: the real tokens between the first and the last (their [CLS] and [SEP]),
+    /// a new sentence after each end token; one sentence when <paramref name="ends"/> is empty.</summary>
+    private static Tensor InnerSentenceIndex(Tensor inputIds, Tensor attentionMask, IReadOnlyList<int> ends)
+    {
+        if (inputIds.dim() != 2 || !inputIds.shape.SequenceEqual(attentionMask.shape))
+        {
+            throw new ArgumentException($"Expected ids and mask of one shape [B, T], got [{string.Join(", ", inputIds.shape)}] and [{string.Join(", ", attentionMask.shape)}].", nameof(inputIds));
+        }
+
+        var rows = (int)inputIds.shape[0];
+        var length = (int)inputIds.shape[1];
+        var ids = inputIds.cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
+        var mask = attentionMask.cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
+        var endSet = ends.Select(e => (long)e).ToHashSet();
+        var index = new long[ids.Length];
+        for (var r = 0; r < rows; r++)
+        {
+            var last = -1;
+            for (var i = 0; i < length; i++)
+            {
+                last = mask[(r * length) + i] != 0 ? i : last;
+            }
+
+            if (last < 2)
+            {
+                throw new ArgumentException($"Text {r} has no token between [CLS] and [SEP]: PRIOR embeds sentences, and an empty text has none.", nameof(inputIds));
+            }
+
+            var sentence = 1L;
+            for (var i = 1; i < last; i++)
+            {
+                if (mask[(r * length) + i] == 0)
+                {
+                    continue;
+                }
+
+                index[(r * length) + i] = sentence;
+                if (endSet.Contains(ids[(r * length) + i]) && i < last - 1)
+                {
+                    sentence++;
+                }
+            }
+        }
+
+        return tensor(index, [rows, length], ScalarType.Int64).to(inputIds.device);
+    }
 
     /// <summary>The local (sentence) logit scale.</summary>
     public Tensor LocalLogitScale() => local_logit_scale.exp();
@@ -427,18 +601,8 @@ public sealed class PriorModel : CompositeModel
         var index = promptMask.ne(0).logical_and(columns.ge(1).logical_and(columns.le(t - 2)).unsqueeze(0)).to(ScalarType.Int64);
         var (sentence, _) = EncodeSentences(promptIds, promptMask, index, 1); // (K, 1, D)
         var prompts = sentence_bank.forward(sentence).Reconstructed; // (K, 1, D)
-        var globalPrompts = GlobalText(prompts, ones(prompts.shape[0], 1, dtype: ScalarType.Bool, device: prompts.device)); // (K, D)
-        var cosine = F.normalize(global, dim: -1).matmul(F.normalize(globalPrompts, dim: -1).t());
-        var globalProbabilities = (logit_scale * cosine).softmax(1);
-
-        // Local: per image, its N tokens against each prompt; the mean of A_it (N x 1) and A_ti (1 x N).
-        var k = prompts.shape[0];
-        var n = local.shape[1];
-        var tokens = local.unsqueeze(1).expand(-1, k, -1, -1).reshape(-1, n, local.shape[2]); // (B*K, N, D)
-        var prompt = prompts.unsqueeze(0).expand(local.shape[0], -1, -1, -1).reshape(-1, 1, prompts.shape[2]); // (B*K, 1, D)
-        var attention = local_cross_attention.forward(new LocalAlignmentInput(tokens, prompt));
-        var localScore = ((attention.TextAttention.mean([1, 2]) + attention.ImageAttention.mean([1, 2])) / 2).view(-1, k);
-        return scope.MoveToOuter(globalProbabilities + (0.5 * localScore.softmax(1)));
+        var (globalLogits, localScores) = PromptScores(local, global, prompts);
+        return scope.MoveToOuter(globalLogits.softmax(1) + (0.5 * localScores.softmax(1)));
     }
 
     /// <summary>

@@ -17,7 +17,6 @@ namespace MedVlp.Architectures.Prior;
 /// </summary>
 public sealed class PriorObjective : TrainingObjective
 {
-    private static readonly string[] SentencePunctuation = [".", "!", "?"];
     private readonly PriorModel _model;
     private readonly HashSet<long> _sentenceEnds;
     private readonly HashSet<long> _special;
@@ -31,11 +30,7 @@ public sealed class PriorObjective : TrainingObjective
         ArgumentNullException.ThrowIfNull(tokenizer);
         _model = model;
         _special = [.. tokenizer.Encode("", 8).Select(i => (long)i), tokenizer.PaddingTokenId];
-        _sentenceEnds = [.. SentencePunctuation.SelectMany(p => tokenizer.Encode(p, 8)).Select(i => (long)i).Where(i => !_special.Contains(i))];
-        if (_sentenceEnds.Count == 0)
-        {
-            throw new ArgumentException("The tokenizer has no token for \".\", so reports cannot be split into sentences.", nameof(tokenizer));
-        }
+        _sentenceEnds = [.. PriorConfig.SentenceEnds(tokenizer).Select(i => (long)i)];
     }
 
     /// <summary>The current loss weights (stage 1's until a stage sets them).</summary>
@@ -47,17 +42,24 @@ public sealed class PriorObjective : TrainingObjective
     /// <inheritdoc />
     public override void SetLossWeight(string part, double weight) => Weights = Weights.With(part, weight);
 
-    /// <summary>The model input of a batch of (B x C x Z x Y x X) volumes: the volumes themselves for the 3D model, their
-    /// middle Z slice (B x C x Y x X) for the 2D one.</summary>
+    /// <summary>The model input of a batch: model-ready inputs (B x C x H x W for the 2D model, B x C x D x H x W for the 3D
+    /// one, as the recipes' preprocessing makes them) as they are; for the 2D model, (B x C x Z x Y x X) volumes become
+    /// their middle Z slice (B x C x Y x X).</summary>
     public Tensor ModelInput(Tensor volumes)
     {
         ArgumentNullException.ThrowIfNull(volumes);
-        if (volumes.dim() != 5)
+        var dims = _model.Sizes.Image.SpatialDims;
+        if (volumes.dim() == dims + 2)
         {
-            throw new ArgumentException($"Expected volumes (B x C x Z x Y x X), got [{string.Join(", ", volumes.shape)}].", nameof(volumes));
+            return volumes.alias();
         }
 
-        return _model.Sizes.Image.SpatialDims == 3 ? volumes.alias() : volumes.select(2, volumes.shape[2] / 2).contiguous();
+        if (volumes.dim() != 5)
+        {
+            throw new ArgumentException($"Expected images (B x C x H x W) or volumes (B x C x Z x Y x X), got [{string.Join(", ", volumes.shape)}].", nameof(volumes));
+        }
+
+        return volumes.select(2, volumes.shape[2] / 2).contiguous();
     }
 
     /// <inheritdoc />
@@ -121,19 +123,36 @@ public static class PriorRecipe
     /// <summary>The released per-process batch size (98 on each of 6 GPUs).</summary>
     public const int FullBatchSize = 98;
 
-    /// <summary>The stages: released epochs 20, 30, 100 at peak rates 1e-5, 1e-5, 5e-6; tiny: <paramref name="tinySteps"/>
-    /// steps each at 1e-3, 1e-3, 5e-4 (measured: 30 steps per stage help the linear probe; 300 per stage at these rates collapse the
-    /// tiny model's global embeddings, and 1e-4 for 30 steps per stage changes nothing).</summary>
+    /// <summary>The batch of the CPU-sized recipe.</summary>
+    public const int TinyBatchSize = 16;
+
+    /// <summary>Stage-1 steps of the CPU-sized recipe; stages 2 and 3 run 4/15 of it each (150, 40, 40).</summary>
+    public const long TinyStage1Steps = 150;
+
+    /// <summary>The initial global and local temperature of the CPU-sized model (released: 0.01, tuned for pre-trained
+    /// encoders; from random initialisation it collapses the tiny model's embeddings, see the README).</summary>
+    public const double TinyTemperature = 0.2;
+
+    /// <summary>Peak learning rate of the CPU-sized recipe's stages 1 and 2 (stage 3: half of it, as released).</summary>
+    public const double TinyLearningRate = 1e-3;
+
+    /// <summary>The warm-up share of each stage (released: 1 of 20, 1 of 30 and 5 of 100 epochs).</summary>
+    public const double WarmupFraction = 0.05;
+
+    /// <summary>The stages: released epochs 20, 30, 100 at peak rates 1e-5, 1e-5, 5e-6; CPU-sized: <paramref name="tinySteps"/>,
+    /// then 4/15 of it for stages 2 and 3 (150, 40, 40 by default), at <see cref="TinyLearningRate"/>, the same, and half of it.</summary>
     /// <param name="size">Released or CPU-sized.</param>
-    /// <param name="tinySteps">Steps per stage of the tiny recipe.</param>
-    public static IReadOnlyList<TrainingStage> Stages(PriorRecipeSize size, long tinySteps = 40)
+    /// <param name="tinySteps">Stage-1 steps of the CPU-sized recipe.</param>
+    public static IReadOnlyList<TrainingStage> Stages(PriorRecipeSize size, long tinySteps = TinyStage1Steps)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(tinySteps, 1);
         var full = size == PriorRecipeSize.Full;
+        var later = Math.Max(1, tinySteps * 4 / 15);
         return
         [
-            Stage("stage1", PriorLossWeights.Stage1, full ? 1e-5 : 1e-3, full ? 20 : 0, full ? 0 : tinySteps),
-            Stage("stage2", PriorLossWeights.Stage2, full ? 1e-5 : 1e-3, full ? 30 : 0, full ? 0 : tinySteps),
-            Stage("stage3", PriorLossWeights.Stage3, full ? 5e-6 : 5e-4, full ? 100 : 0, full ? 0 : tinySteps),
+            Stage("stage1", PriorLossWeights.Stage1, full ? 1e-5 : TinyLearningRate, full ? 20 : 0, full ? 0 : tinySteps),
+            Stage("stage2", PriorLossWeights.Stage2, full ? 1e-5 : TinyLearningRate, full ? 30 : 0, full ? 0 : later),
+            Stage("stage3", PriorLossWeights.Stage3, full ? 5e-6 : TinyLearningRate / 2, full ? 100 : 0, full ? 0 : later),
         ];
     }
 
@@ -141,16 +160,53 @@ public static class PriorRecipe
     /// <param name="size">Released or CPU-sized.</param>
     /// <param name="seed">The run seed.</param>
     /// <param name="outputDirectory">Checkpoints, metrics and plots; null for none.</param>
-    /// <param name="tinySteps">Steps per stage of the tiny recipe.</param>
-    public static TrainerOptions Options(PriorRecipeSize size, int seed = 42, string? outputDirectory = null, long tinySteps = 40) => new()
+    /// <param name="tinySteps">Stage-1 steps of the CPU-sized recipe.</param>
+    public static TrainerOptions Options(PriorRecipeSize size, int seed = 42, string? outputDirectory = null, long tinySteps = TinyStage1Steps) => new()
     {
-        Optimizer = new OptimizerSettings { Type = "adamw", LearningRate = size == PriorRecipeSize.Full ? 1e-5 : 1e-3, WeightDecay = 1e-6, Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8 },
-        Schedule = LearningRateSchedule.WarmupCosine(0.05, 0),
+        Optimizer = new OptimizerSettings { Type = "adamw", LearningRate = size == PriorRecipeSize.Full ? 1e-5 : TinyLearningRate, WeightDecay = 1e-6, Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8 },
+        Schedule = LearningRateSchedule.WarmupCosine(WarmupFraction, 0),
         Stages = Stages(size, tinySteps),
         GradientClipNorm = 0, // the released trainer does not clip
         Seed = seed,
         OutputDirectory = outputDirectory,
     };
+
+    /// <summary>The model of the CPU-sized recipes: <see cref="PriorConfig.Tiny"/> with room for whole synthetic reports (160
+    /// tokens) and the initial temperatures <see cref="TinyTemperature"/>.</summary>
+    /// <param name="vocabularySize">Rows of the word embeddings.</param>
+    /// <param name="volumes">The 3D variant (64^3 volumes).</param>
+    public static PriorConfig TinyConfig(int vocabularySize, bool volumes = false) => PriorConfig.Tiny(vocabularySize, volumes) with
+    {
+        Text = PriorConfig.Tiny().Text with { VocabSize = vocabularySize, MaxPositionEmbeddings = 160 },
+        MaxTextTokens = 160,
+        Temperature = TinyTemperature,
+        LocalTemperature = TinyTemperature,
+    };
+
+    /// <summary>The recipe of <c>medvlp train</c>: <c>prior</c> / <c>prior3d</c> (CPU-sized) or <c>prior-full</c> /
+    /// <c>prior3d-full</c> (released), with <see cref="Options"/>' optimizer, schedule and stages.</summary>
+    /// <param name="size">Released or CPU-sized.</param>
+    /// <param name="volumes">The 3D variant.</param>
+    public static TrainingRecipe Recipe(PriorRecipeSize size, bool volumes = false)
+    {
+        var full = size == PriorRecipeSize.Full;
+        var options = Options(size);
+        return new TrainingRecipe
+        {
+            Name = (volumes ? PriorRecipeArchitecture.VolumeName : PriorConfig.ArchitectureName) + (full ? "-full" : ""),
+            Description = full
+                ? $"PRIOR as released{(volumes ? " on volumes (3D ResNet-50)" : "")}: ResNet-50 + BERT-base, three stages of 20 / 30 / 100 epochs at 1e-5 / 1e-5 / 5e-6 (stage 2: + 10 x prototype; stage 3: 10 x global + reconstructions), AdamW (wd 1e-6), 5% warm-up + cosine per stage, batch 98, no clipping."
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"PRIOR, CPU-sized{(volumes ? ", 3D (64^3 volumes)" : " (64 x 64 slices)")}: the tiny model, the released three stages' loss weights, {TinyStage1Steps} / {TinyStage1Steps * 4 / 15} / {TinyStage1Steps * 4 / 15} steps at {TinyLearningRate:G2} / {TinyLearningRate:G2} / {TinyLearningRate / 2:G2}, initial temperatures {TinyTemperature} (released 0.01), AdamW (wd 1e-6), 5% warm-up + cosine per stage, batch {TinyBatchSize}."),
+            Architecture = volumes ? PriorRecipeArchitecture.VolumeName : PriorConfig.ArchitectureName,
+            Size = full ? ModelRegistry.Full : ModelRegistry.Tiny,
+            Objectives = [new ObjectiveSettings { Name = "prior", Loss = "prior" }],
+            Optimizer = options.Optimizer,
+            Schedule = new ScheduleSettings { Type = "warmup_cosine", WarmupFraction = WarmupFraction, FinalFraction = 0 },
+            GradientClipNorm = options.GradientClipNorm,
+            Stages = [.. options.Stages.Select(s => new StageSettings { Name = s.Name, Steps = s.Steps, Epochs = s.Epochs, LearningRate = s.LearningRate, LossWeights = s.LossWeights })],
+            Data = new DataSettings { BatchSize = full ? FullBatchSize : TinyBatchSize },
+        };
+    }
 
     private static TrainingStage Stage(string name, PriorLossWeights weights, double learningRate, int epochs, long steps) => new()
     {

@@ -172,3 +172,18 @@ public interface IDualEncoder : IImageEncoder
     /// <summary>The logit scale (0-d): the multiplier of cosine similarities, exp of the learned parameter, clamped.</summary>
     Tensor LogitScale();
 }
+
+/// <summary>
+/// A dual encoder whose zero-shot rule is more than the cosine of two embeddings (PRIOR adds a local score between the
+/// image's tokens and the prompt): <see cref="Inference.ZeroShotClassifier"/> scores images with it.
+/// </summary>
+public interface IZeroShotScoringModel : IDualEncoder
+{
+    /// <summary>Encodes one class's prompts, tokenized and padded to one length (P x T ids and mask), into what
+    /// <see cref="ZeroShotScores"/> compares images with (P x <see cref="IImageEncoder.EmbeddingDim"/>).</summary>
+    Tensor EncodePrompts(Tensor promptIds, Tensor promptMask);
+
+    /// <summary>Class scores (B x K, larger is more likely, non-negative) of preprocessed images
+    /// (B x <see cref="IVolumeInputModel.ImageInputShape"/>) against K classes' encoded prompts (<see cref="EncodePrompts"/>).</summary>
+    Tensor ZeroShotScores(Tensor images, IReadOnlyList<Tensor> classPrompts);
+}
