@@ -46,11 +46,28 @@ if (args.Length > 0 && args[0] is "mpi-allreduce" or "mpi-step")
     return;
 }
 
+if (args.Length > 0 && args[0] == "conv-check")
+{
+    ConvOps.Check();
+    return;
+}
+
+if (args.Length > 0 && args[0] == "conv-ops")
+{
+    ConvOps.Run(
+        args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1,
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 5,
+        args.Length > 3 ? args[3] : null);
+    return;
+}
+
 if (args.Length > 0 && args[0] == "resnet")
 {
     ResNetSideBySide.Run(
         args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1,
-        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3);
+        args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3,
+        args.Length > 3 ? args[3] : null,
+        args.Length > 4 ? int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : null);
     return;
 }
 

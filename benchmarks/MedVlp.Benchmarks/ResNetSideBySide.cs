@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace MedVlp.Benchmarks;
 
 /// <summary>
-/// <c>-- resnet [threads] [repeats]</c>: ResNet-50 forward + backward (train mode, batch-norm statistics updated, gradients
+/// <c>-- resnet [threads] [repeats] [2d|3d|all] [batch]</c>: ResNet-50 forward + backward (train mode, batch-norm statistics updated, gradients
 /// of every parameter) in images per second, 2D (3 x 224 x 224, 1000-class head, torchvision's <c>resnet50()</c>) and 3D
 /// (1 x 64^3, the same stages with 3D convolutions), timed as benchmarks/reference/resnet_torch.py times torchvision's model
 /// in PyTorch on the same shapes and threads.
@@ -16,7 +16,7 @@ internal static class ResNetSideBySide
 {
     private const int Warmup = 2;
 
-    public static void Run(int threads, int repeats)
+    public static void Run(int threads, int repeats, string? only = null, int? batchSize = null)
     {
         set_num_threads(threads);
         Console.WriteLine($"MedVlp ResNet-50, TorchSharp on libtorch, {threads} thread(s), .NET {Environment.Version}");
@@ -25,8 +25,9 @@ internal static class ResNetSideBySide
             ("2d", ResNetConfig.ResNet50 with { NumClasses = 1000 }, [8, 3, 224, 224]),
             ("3d", ResNetConfig.ResNet50 with { SpatialDims = 3, InChannels = 1 }, [2, 1, 64, 64, 64]),
         };
-        foreach (var (name, config, shape) in cases)
+        foreach (var (name, config, caseShape) in cases.Where(c => only is null || only == "all" || c.Name == only))
         {
+            long[] shape = batchSize is int b ? [b, .. caseShape[1..]] : caseShape;
             manual_seed(0);
             using var model = new ResNet(config);
             model.train();

@@ -40,6 +40,8 @@ def main():
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--case", choices=["2d", "3d", "all"], default="all", help="run one case only")
+    p.add_argument("--batch", type=int, help="batch size instead of 8 (2d) / 2 (3d)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     print(f"PyTorch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} thread(s), oneDNN {torch.backends.mkldnn.is_available()}")
@@ -49,6 +51,10 @@ def main():
     m3.fc = nn.Identity()
     cases = [("2d", torchvision.models.resnet50(), (8, 3, 224, 224)), ("3d", to_3d(m3), (2, 1, 64, 64, 64))]
     for name, model, shape in cases:
+        if a.case not in ("all", name):
+            continue
+        if a.batch:
+            shape = (a.batch,) + shape[1:]
         model.train()
         x = torch.rand(shape)
         params = list(model.parameters())

@@ -179,8 +179,21 @@ public sealed class ResNet : Module<Tensor, Tensor>
         }
 
         using var scope = NewDisposeScope();
-        var h = maxpool.forward(F.relu(bn1.forward(conv1.forward(x)), inplace: true));
-        h = layer4.forward(layer3.forward(layer2.forward(layer1.forward(h))));
+        // Where libtorch would run the 1x1 convolutions through MKL (see Pointwise), 2D runs channels-last (see ChannelsLast);
+        // the map goes back to the usual contiguous layout at the end, so callers (PRIOR's plain reshape of the layer4 map)
+        // see the same strides as before. Twice: a 1-channel image has the same strides in both layouts, so libtorch gives
+        // the stem's output in the usual one; the second call copies nothing when the stem already gave channels-last.
+        Tensor h;
+        if (BlasRegime(x) && x.dim() == 4)
+        {
+            h = ChannelsLast(maxpool.forward(F.relu(bn1.forward(conv1.forward(ChannelsLast(x))), inplace: true)));
+        }
+        else
+        {
+            h = maxpool.forward(F.relu(bn1.forward(conv1.forward(x)), inplace: true));
+        }
+
+        h = layer4.forward(layer3.forward(layer2.forward(layer1.forward(h)))).contiguous();
         var pooled = h.flatten(2).mean([2]);
         return new ResNetFeatures(scope.MoveToOuter(h), scope.MoveToOuter(pooled));
     }
@@ -193,9 +206,46 @@ public sealed class ResNet : Module<Tensor, Tensor>
         return scope.MoveToOuter(fc is null ? features.Pooled : fc.forward(features.Pooled));
     }
 
+    /// <summary>
+    /// The same 2D values in channels-last memory order (NHWC strides behind the usual NCHW shape): libtorch then keeps
+    /// every layer's output channels-last, and its oneDNN convolutions (forward and backward), batch norm and max pooling
+    /// run faster on it than on NCHW (benchmarks/reference/resnet_results.md, `conv-ops`). 3D stays NCDHW: there oneDNN's
+    /// channels-last 3x3x3 convolutions of the late stages are up to 4x slower than its NCDHW ones.
+    /// </summary>
+    private static Tensor ChannelsLast(Tensor x)
+    {
+        return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+    }
+
     private static Module<Tensor, Tensor> Conv(int dims, long inChannels, long outChannels, long kernel, long stride, long padding, Device? device) => dims == 2
         ? Conv2d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: false, device: device)
         : Conv3d(inChannels, outChannels, kernel, stride: stride, padding: padding, bias: false, device: device);
+
+    /// <summary>
+    /// Whether libtorch would compute an unstrided 1x1 convolution of <paramref name="x"/> as BLAS matrix products (its rule:
+    /// CPU, one thread, batch below 16). Only then does the network change how it runs (<see cref="Pointwise"/>, channels-last
+    /// 2D stages); otherwise libtorch already runs every convolution through oneDNN, as PyTorch does, and nothing changes.
+    /// </summary>
+    private static bool BlasRegime(Tensor x) => x.device_type == DeviceType.CPU && x.shape[0] < 16 && get_num_threads() == 1;
+
+    /// <summary>
+    /// A 1x1 (1x1x1) convolution with stride 1. libtorch (1.13 to 2.10) computes one on a single thread with a batch below 16
+    /// as matrix products through its BLAS, MKL, whose kernels on AMD CPUs are AVX2: about half the speed of OpenBLAS's
+    /// AVX-512 kernels (which PyTorch builds on OpenBLAS use) on the benchmark machine, and of oneDNN's own
+    /// (benchmarks/reference/resnet_results.md). In exactly that case this runs it with dilation 2, which cannot change the
+    /// output (a one-tap kernel has no taps to spread) and which libtorch always sends to oneDNN, where its 3x3 and
+    /// strided convolutions (and every convolution with more threads or a larger batch) already run.
+    /// </summary>
+    private static Tensor Pointwise(Module<Tensor, Tensor> conv, Tensor x)
+    {
+        if (!BlasRegime(x))
+        {
+            return conv.forward(x);
+        }
+
+        var weight = ((Convolution)conv).weight!;
+        return x.dim() == 4 ? F.conv2d(x, weight, dilation: [2, 2]) : F.conv3d(x, weight, dilation: [2, 2, 2]);
+    }
 
     private static Module<Tensor, Tensor> Norm(int dims, long features, Device? device) => dims == 2
         ? BatchNorm2d(features, device: device)
@@ -213,6 +263,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
         private readonly Module<Tensor, Tensor> bn3;
         private readonly Sequential? downsample;
 #pragma warning restore IDE1006, SA1300
+        private readonly int downsampleStride;
 
         public Bottleneck(int dims, int inWidth, int planes, int expansion, int stride, Device? device)
             : base(nameof(Bottleneck))
@@ -227,6 +278,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
             if (stride != 1 || inWidth != outWidth)
             {
                 downsample = Sequential(Conv(dims, inWidth, outWidth, 1, stride, 0, device), Norm(dims, outWidth, device));
+                downsampleStride = stride;
             }
 
             RegisterComponents();
@@ -237,11 +289,23 @@ public sealed class ResNet : Module<Tensor, Tensor>
             using var scope = NewDisposeScope();
             // In place where torchvision is (ReLU after batch norm, the residual sum): batch norm's backward needs its input,
             // not its output, so autograd allows it, and it saves a tensor the size of the block's output per op.
-            var h = F.relu(bn1.forward(conv1.forward(x)), inplace: true);
+            var h = F.relu(bn1.forward(Pointwise(conv1, x)), inplace: true);
             h = F.relu(bn2.forward(conv2.forward(h)), inplace: true);
-            h = bn3.forward(conv3.forward(h));
-            h.add_(downsample is null ? x : downsample.forward(x));
+            h = bn3.forward(Pointwise(conv3, h));
+            h.add_(downsample is null ? x : Downsample(downsample, x));
             return scope.MoveToOuter(F.relu(h, inplace: true));
+        }
+
+        /// <summary><c>downsample</c>: its 1x1 convolution (through <see cref="Pointwise"/> when unstrided), then its batch norm.</summary>
+        private Tensor Downsample(Sequential path, Tensor x)
+        {
+            if (downsampleStride != 1)
+            {
+                return path.forward(x);
+            }
+
+            var parts = path.children().Cast<Module<Tensor, Tensor>>().ToArray();
+            return parts[1].forward(Pointwise(parts[0], x));
         }
     }
 }
