@@ -120,19 +120,10 @@ public sealed class ColipriTrainingTests
             var losses = trainer.TrainStep(micro == 1 ? [batch] : [first, second], 1.0);
             Assert.False(losses.ContainsKey("masked_image"));
             Assert.True(losses["contrastive"] > 0 && losses["report"] > 0 && losses["opposite_sentence"] > 0);
-            after.Add(model.Module.named_parameters().Where(p => p.parameter.requires_grad).ToDictionary(p => p.name, p => p.parameter.detach().clone().DetachFromDisposeScope()));
+            after.Add(TrainableSnapshots.Take(model.Module));
         }
 
-        foreach (var (name, value) in after[0])
-        {
-            var difference = (value - after[1][name]).abs().max().item<float>();
-            Assert.True(difference < 2e-5, $"{name} moved differently with two micro-batches: {difference}");
-        }
-
-        foreach (var t in after.SelectMany(a => a.Values))
-        {
-            t.Dispose();
-        }
+        TrainableSnapshots.AssertSameAndDispose(after[0], after[1], 2e-5);
     }
 
     [Fact]

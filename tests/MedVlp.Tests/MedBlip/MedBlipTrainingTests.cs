@@ -54,20 +54,11 @@ public sealed class MedBlipTrainingTests
             using var first = copyBatch.Slice(0, 2);
             using var second = copyBatch.Slice(2, 2);
             trainer.TrainStep(micro == 1 ? [copyBatch] : [first, second], 1.0);
-            after.Add(copy.Module.named_parameters().Where(p => p.parameter.requires_grad).ToDictionary(p => p.name, p => p.parameter.detach().clone().DetachFromDisposeScope()));
+            after.Add(TrainableSnapshots.Take(copy.Module));
         }
 
         Assert.True(after[0].Count > 10);
-        foreach (var (name, value) in after[0])
-        {
-            var difference = (value - after[1][name]).abs().max().item<float>();
-            Assert.True(difference < 2e-5, $"{name} moved differently with two micro-batches: {difference}");
-        }
-
-        foreach (var t in after.SelectMany(a => a.Values))
-        {
-            t.Dispose();
-        }
+        TrainableSnapshots.AssertSameAndDispose(after[0], after[1], 2e-5);
     }
 
     [Fact]
