@@ -31,6 +31,38 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
     /// <inheritdoc/>
     public override string Name => ColipriConfig.ArchitectureName;
 
+    /// <summary>COLIPRI's recipes: full size (MedVlp's training settings: COLIPRI's are not published) and the CPU-sized demo.</summary>
+    public override IReadOnlyList<TrainingRecipe> Recipes { get; } =
+    [
+        new()
+        {
+            Name = "colipri",
+            Description = "COLIPRI at full size (Primus-M 16 x 864 at 192^3 / 2 mm, BERT-base, 768-d space): contrastive (CLIP) + report generation + masked image modelling + opposite sentences, weights 1, paired and image-only CTs mixed. The training settings are not published: AdamW 1e-4 (betas 0.9/0.98, wd 0.05), 5% warm-up + cosine, clip 1.0, batch 32, 50 epochs are MedVlp's defaults.",
+            Architecture = "colipri",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-4, WeightDecay = 0.05 },
+            Schedule = new ScheduleSettings { WarmupFraction = 0.05 },
+            Epochs = 50,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "colipri-demo",
+            Description = "The COLIPRI demo: the tiny COLIPRI (64^3 at 6 mm), all four objectives, AdamW 2e-3 (wd 0.05), 10% warm-up + cosine, clip 5, 300 steps of batch 12.",
+            Architecture = "colipri",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-3, WeightDecay = 0.05 },
+            GradientClipNorm = 5,
+            Steps = 300,
+            EvaluateEvery = 100,
+            BestMetric = "val/zero_shot_macro_auroc",
+            HigherIsBetter = true,
+            Data = new DataSettings { BatchSize = 12 },
+        },
+    ];
+
     /// <inheritdoc/>
     public override IReadOnlyList<string> Losses => ["colipri"];
 

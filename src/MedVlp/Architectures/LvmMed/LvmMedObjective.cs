@@ -84,6 +84,33 @@ internal sealed class LvmMedRecipeArchitecture : RecipeArchitecture
 {
     public override string Name => LvmMedConfig.ArchitectureName;
 
+    /// <summary>LVM-Med's recipes: CPU-sized and full size (the pre-training recipe was never released: MedVlp's defaults).</summary>
+    public override IReadOnlyList<TrainingRecipe> Recipes { get; } =
+    [
+        new()
+        {
+            Name = "lvmmed",
+            Description = "LVM-Med, CPU-sized: the tiny ResNet 2D + projector, two augmented views, k-NN graphs (k 5), message passing, second-order graph matching (Frank-Wolfe, black-box lambda 80), AdamW 1e-3, warm-up + cosine, batch 32.",
+            Architecture = "lvmmed",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "graph_matching", Loss = "graph_matching" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 1e-4 },
+            Epochs = 12,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "lvmmed-full",
+            Description = "LVM-Med at full size: ResNet-50 (3 channels, 224) + projector 2048 -> 256, two views, graph matching; the pre-training recipe was never released: AdamW 1e-4 (wd 1e-5), warm-up + cosine, batch 64, 100 epochs are MedVlp's defaults.",
+            Architecture = "lvmmed",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "graph_matching", Loss = "graph_matching" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-4, WeightDecay = 1e-5 },
+            Epochs = 100,
+            Data = new DataSettings { BatchSize = 64 },
+        },
+    ];
+
     public override IReadOnlyList<string> Losses => ["graph_matching"];
 
     public override bool NeedsReports => false;

@@ -90,6 +90,37 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
 {
     public override string Name => MFlagConfig.ArchitectureName;
 
+    /// <summary>M-FLAG's recipes: CPU-sized and as released (full size).</summary>
+    public override IReadOnlyList<TrainingRecipe> Recipes { get; } =
+    [
+        new()
+        {
+            Name = "mflag",
+            Description = "M-FLAG, CPU-sized: the tiny model (ResNet 2D, frozen BERT), orthogonality + alignment, AdamW 1e-3 (wd 0.05), cosine warm restarts (first cycle 40% of the run), batch 32, 2D slices.",
+            Architecture = "mflag",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 0.05 },
+            Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycleFraction = 0.4, MinimumRate = 1e-8 },
+            GradientClipNorm = 0,
+            Epochs = 12,
+            Data = new DataSettings { BatchSize = 32 },
+        },
+        new()
+        {
+            Name = "mflag-full",
+            Description = "M-FLAG as released: ResNet-50 + frozen BERT-base, AdamW 2e-5 (wd 0.05), CosineAnnealingWarmRestarts (T_0 = 40% of the run, eta_min 1e-8), batch 512, 50 epochs, no clipping.",
+            Architecture = "mflag",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-5, WeightDecay = 0.05, Beta2 = 0.999, Epsilon = 1e-8 },
+            Schedule = new ScheduleSettings { Type = "cosine_restarts", FirstCycleFraction = 0.4, MinimumRate = 1e-8 },
+            GradientClipNorm = 0,
+            Epochs = 50,
+            Data = new DataSettings { BatchSize = 512 },
+        },
+    ];
+
     public override IReadOnlyList<string> Losses => ["mflag"];
 
     public override ArchitectureConfig ModelConfig(string size, int vocabularySize) =>

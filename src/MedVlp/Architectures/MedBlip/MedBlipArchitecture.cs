@@ -25,6 +25,33 @@ internal sealed class MedBlipRecipeArchitecture : RecipeArchitecture
     /// <inheritdoc/>
     public override string Name => MedBlipConfig.ArchitectureName;
 
+    /// <summary>MedBLIP's recipes: as released (full size) and the CPU-sized demo.</summary>
+    public override IReadOnlyList<TrainingRecipe> Recipes { get; } =
+    [
+        new()
+        {
+            Name = "medblip",
+            Description = "MedBLIP as released: full size, ITC(report) + ITC(QA) + LM, AdamW 2e-5 (betas 0.9/0.999, decay 1e-4), cosine with 10% warm-up, clip 1.0, batch 7, 100 epochs; reports end with \"The diagnosis is X.\".",
+            Architecture = "medblip",
+            Size = "full",
+            Objectives = [new ObjectiveSettings { Name = "medblip", Loss = "medblip" }],
+            Optimizer = new OptimizerSettings { LearningRate = 2e-5, WeightDecay = 1e-4, Beta2 = 0.999, Epsilon = 1e-8 },
+            Epochs = 100,
+            Data = new DataSettings { BatchSize = 7 },
+        },
+        new()
+        {
+            Name = "medblip-demo",
+            Description = "The MedBLIP demo: the tiny MedBLIP, the same losses at AdamW 1e-3 (decay 1e-4), cosine with 10% warm-up, clip 1.0, 400 steps of batch 24.",
+            Architecture = "medblip",
+            Size = "tiny",
+            Objectives = [new ObjectiveSettings { Name = "medblip", Loss = "medblip" }],
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 1e-4, Beta2 = 0.999, Epsilon = 1e-8 },
+            Steps = 400,
+            Data = new DataSettings { BatchSize = 24 },
+        },
+    ];
+
     /// <inheritdoc/>
     public override IReadOnlyList<string> Losses => ["medblip"];
 
