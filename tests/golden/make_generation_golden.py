@@ -23,11 +23,11 @@ Run: /usr/bin/python3 tests/golden/make_generation_golden.py
 import json
 import math
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from golden_io import save_f32_safetensors  # the shared writer (tests/golden/golden_io.py)
 
 torch.manual_seed(20261202)
 S = dict(vocab=48, width=16, layers=2, heads=2, positions=32)
@@ -247,19 +247,7 @@ for i, c in enumerate(cases["warp"]):
     c["kept"] = torch.isfinite(tensors[f"warp/{i}"]).sum(-1).tolist()
 
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-header, blobs, offset = {}, [], 0
-for name in sorted(tensors):
-    raw = tensors[name].detach().contiguous().float().numpy().astype("<f4").tobytes()
-    header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(raw)]}
-    blobs.append(raw)
-    offset += len(raw)
-head = json.dumps(header, separators=(",", ":")).encode()
-head += b" " * ((8 - len(head) % 8) % 8)
-with open(os.path.join(here, "generation_golden.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(head)))
-    f.write(head)
-    for raw in blobs:
-        f.write(raw)
+save_f32_safetensors(os.path.join(here, "generation_golden.safetensors"), tensors)
 with open(os.path.join(here, "generation_golden.json"), "w") as f:
     json.dump({"torch": torch.__version__, "sizes": S, "eos": eos, "cases": cases}, f, indent=1, sort_keys=True)
 for kind in ("greedy", "beam"):

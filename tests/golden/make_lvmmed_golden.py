@@ -26,14 +26,13 @@ data/lvmmed_released_tiny.pt: the encoder's state dict as a torch.save checkpoin
 Writes data/lvmmed_golden.safetensors. Run: /usr/bin/python3 tests/golden/make_lvmmed_golden.py
 """
 import itertools
-import json
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models.resnet as tvr
+from golden_io import save_f32_safetensors  # the shared writer (tests/golden/golden_io.py)
 
 torch.manual_seed(1123)
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -203,18 +202,6 @@ tensors.update({"pooled1": pooled1, "z1": p1, "z2": p2, "local1": l1, "cv": cv, 
                 "assignment": x.argmax(1).double(), "perturbed": torch.tensor(ctx_store["perturbed"], dtype=torch.float64),
                 "edges1": torch.tensor(e1, dtype=torch.float64), "edges2": torch.tensor(e2, dtype=torch.float64)})
 
-header, offset, blobs = {}, 0, []
-for key in sorted(tensors):
-    data = tensors[key].detach().float().contiguous().numpy().astype("<f4").tobytes()
-    header[key] = {"dtype": "F32", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
-    offset += len(data)
-    blobs.append(data)
-raw = json.dumps(header, separators=(",", ":")).encode()
-raw += b" " * ((8 - len(raw) % 8) % 8)
-with open(os.path.join(here, "lvmmed_golden.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(raw)))
-    f.write(raw)
-    for b in blobs:
-        f.write(b)
+save_f32_safetensors(os.path.join(here, "lvmmed_golden.safetensors"), tensors)
 print("wrote lvmmed_golden.safetensors: %d tensors, loss %.6f, assignment %s, perturbed %s, edges %s"
       % (len(tensors), loss.item(), x.argmax(1).tolist(), ctx_store["perturbed"], e1))

@@ -17,14 +17,13 @@ statistics), input/images, input/ids, input/mask, img_emb, proj_img_emb, proj_te
 loss_align, grad/<name> (trainable parameters: encoder, proj_v, proj_t), after/<name> (running statistics after the step).
 Writes data/mflag_golden.safetensors. Run: /usr/bin/python3 tests/golden/make_mflag_golden.py
 """
-import json
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models.resnet as tvr
+from golden_io import save_f32_safetensors  # the shared writer (tests/golden/golden_io.py)
 
 torch.manual_seed(77)
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -151,17 +150,5 @@ for prefix, m in parts.items():
 tensors.update({"img_emb": img_emb, "proj_img_emb": proj_img_emb, "proj_text_emb": proj_text_emb,
                 "loss": loss.reshape(1), "loss_orthogonal": loss_orth.reshape(1), "loss_align": loss_align.reshape(1)})
 
-header, offset, blobs = {}, 0, []
-for key in sorted(tensors):
-    data = tensors[key].detach().float().contiguous().numpy().astype("<f4").tobytes()
-    header[key] = {"dtype": "F32", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
-    offset += len(data)
-    blobs.append(data)
-raw = json.dumps(header, separators=(",", ":")).encode()
-raw += b" " * ((8 - len(raw) % 8) % 8)
-with open(os.path.join(here, "mflag_golden.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(raw)))
-    f.write(raw)
-    for b in blobs:
-        f.write(b)
+save_f32_safetensors(os.path.join(here, "mflag_golden.safetensors"), tensors)
 print("wrote mflag_golden.safetensors: %d tensors, loss %.6f (orthogonal %.6f, align %.6f)" % (len(tensors), loss.item(), loss_orth.item(), loss_align.item()))

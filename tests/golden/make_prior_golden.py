@@ -25,10 +25,8 @@ The model runs in training mode (BatchNorm on batch statistics), float64, stage 
 gradients of stage 3's total are stored for key parameters. Stores param/<name> (MedVlp names), input/*, s{1,2,3}/*,
 grad/<name>, zs/scores. Writes data/prior_golden.safetensors. Run: /usr/bin/python3 tests/golden/make_prior_golden.py
 """
-import json
 import math
 import os
-import struct
 
 import numpy as np
 import torch
@@ -36,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models.resnet as tvr
 from scipy.optimize import linear_sum_assignment
+from golden_io import save_f32_safetensors  # the shared writer (tests/golden/golden_io.py)
 
 torch.manual_seed(2023)
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -484,18 +483,6 @@ model.eval()
 with torch.no_grad():
     tensors["zs/scores"] = model.zero_shot(images, prompt_ids, prompt_mask)
 
-header, offset, blobs = {}, 0, []
-for key in sorted(tensors):
-    data = tensors[key].detach().float().contiguous().numpy().astype("<f4").tobytes()
-    header[key] = {"dtype": "F32", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
-    offset += len(data)
-    blobs.append(data)
-raw = json.dumps(header, separators=(",", ":")).encode()
-raw += b" " * ((8 - len(raw) % 8) % 8)
-with open(os.path.join(here, "prior_golden.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(raw)))
-    f.write(raw)
-    for b in blobs:
-        f.write(b)
+offset = save_f32_safetensors(os.path.join(here, "prior_golden.safetensors"), tensors)
 print("wrote prior_golden.safetensors: %d tensors; totals %.6f %.6f %.6f; size %d bytes" % (
     len(tensors), tensors["s1/total"].item(), tensors["s2/total"].item(), tensors["s3/total"].item(), offset))

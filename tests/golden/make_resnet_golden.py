@@ -18,12 +18,12 @@ Run: /usr/bin/python3 tests/golden/make_resnet_golden.py
 """
 import json
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torchvision
 import torchvision.models.resnet as tvr
+from golden_io import save_f32_safetensors  # the shared writer (tests/golden/golden_io.py)
 
 torch.manual_seed(2025)
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -109,25 +109,7 @@ case("resnet3d_eval", 1, 3, (2, 1, 20, 18, 16), train=False, stem=4, planes=(2, 
 case("resnet3d_train", 1, 3, (4, 1, 16, 16, 24), train=True, stem=4, planes=(2, 4, 8, 16))
 
 
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for key in sorted(tensors):
-        t = tensors[key].contiguous()
-        t = t.float()
-        data = t.numpy().astype("<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-
-
-save_safetensors(os.path.join(here, "resnet_golden.safetensors"), tensors)
+save_f32_safetensors(os.path.join(here, "resnet_golden.safetensors"), tensors)
 
 full = torchvision.models.resnet50()
 keys = {n: list(t.shape) for n, t in full.state_dict().items()}

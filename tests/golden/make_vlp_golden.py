@@ -17,11 +17,11 @@ Run: /usr/bin/python3 tests/golden/make_vlp_golden.py
 import json
 import math
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from golden_io import save_f32_safetensors  # the shared writer (tests/golden/golden_io.py)
 
 torch.manual_seed(1234)
 torch.set_default_dtype(torch.float32)
@@ -145,20 +145,7 @@ with torch.no_grad():
 # ---- write ----------------------------------------------------------------------------------------------------
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 os.makedirs(here, exist_ok=True)
-header, blobs, offset = {}, [], 0
-for name in sorted(state):
-    t = state[name].detach().contiguous().to(torch.float32)
-    raw = t.numpy().astype("<f4").tobytes()
-    header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-    blobs.append(raw)
-    offset += len(raw)
-header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-header_bytes += b" " * ((8 - len(header_bytes) % 8) % 8)
-with open(os.path.join(here, "vlp_tiny.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(header_bytes)))
-    f.write(header_bytes)
-    for b in blobs:
-        f.write(b)
+save_f32_safetensors(os.path.join(here, "vlp_tiny.safetensors"), state)
 
 golden = {
     "torch_version": torch.__version__,
