@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -19,21 +18,8 @@ internal static class ConvOps
         foreach (var (name, step) in only == "3d" ? Cases3d() : only == "2d" ? Cases() : only == "linear" ? CasesLinear() : Cases().Concat(Cases3d()).Concat(CasesLinear()))
         {
             using var scope = NewDisposeScope();
-            step();
-            step();
-            using var process = Process.GetCurrentProcess();
-            var cpu = new List<double>();
-            for (var n = 0; n < repeats; n++)
-            {
-                process.Refresh();
-                var c0 = process.TotalProcessorTime;
-                step();
-                process.Refresh();
-                cpu.Add((process.TotalProcessorTime - c0).TotalMilliseconds);
-            }
-
-            cpu.Sort();
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-44} {cpu[cpu.Count / 2],9:F1} ms CPU (min {cpu[0]:F1})"));
+            var times = CpuTimer.Measure(step, 2, repeats);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-44} {times.Cpu,9:F1} ms CPU (min {times.MinCpu:F1})"));
         }
     }
 

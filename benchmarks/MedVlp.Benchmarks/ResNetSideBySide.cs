@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using MedVlp.Modeling.Backbones;
 using TorchSharp;
@@ -44,30 +43,10 @@ internal static class ResNetSideBySide
                 model.forward(input).sum().backward();
             }
 
-            for (var n = 0; n < Warmup; n++)
-            {
-                Step();
-            }
-
-            var wall = new List<double>();
-            var cpu = new List<double>();
-            using var process = Process.GetCurrentProcess();
-            for (var n = 0; n < repeats; n++)
-            {
-                process.Refresh();
-                var cpu0 = process.TotalProcessorTime;
-                var clock = Stopwatch.StartNew();
-                Step();
-                wall.Add(clock.Elapsed.TotalSeconds);
-                process.Refresh();
-                cpu.Add((process.TotalProcessorTime - cpu0).TotalSeconds);
-            }
-
-            wall.Sort();
-            cpu.Sort();
+            var times = CpuTimer.Measure(Step, Warmup, repeats);
             var batch = shape[0];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{name}: input [{string.Join(", ", shape)}], {parameters.Sum(p => p.numel()):N0} parameters: {batch / wall[wall.Count / 2]:F2} images/s (best {batch / wall[0]:F2}), {batch / cpu[cpu.Count / 2]:F2} images per CPU second"));
+                $"{name}: input [{string.Join(", ", shape)}], {parameters.Sum(p => p.numel()):N0} parameters: {batch * 1000 / times.Median:F2} images/s (best {batch * 1000 / times.Min:F2}), {batch * 1000 / times.Cpu:F2} images per CPU second"));
         }
     }
 }

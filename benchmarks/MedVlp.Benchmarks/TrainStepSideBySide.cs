@@ -47,7 +47,7 @@ internal static class TrainStepSideBySide
             var mask = ones(batch, tokens, dtype: ScalarType.Int64);
             using var data = new TrainingBatch(volumes.clone(), null, ids, mask, [.. Enumerable.Repeat(true, batch)]);
             model.Module.train();
-            var times = Time(() => trainer.TrainStep([data], 1e-4), repeats);
+            var times = CpuTimer.Measure(() => trainer.TrainStep([data], 1e-4), Warmup, repeats);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{name}: {config.Volume.InputSize}^3 input, width {config.Volume.Width} x {config.Volume.Depth}, BERT {config.Text.HiddenSize} x {config.Text.NumHiddenLayers}, batch {batch}, {tokens} tokens, {trainer.Parameters.All.Sum(p => p.numel()):N0} parameters: median {times.Median:F1} ms/step (min {times.Min:F1}), CPU {times.Cpu:F1} ms/step"));
             if (breakdown)
@@ -165,34 +165,5 @@ internal static class TrainStepSideBySide
     {
         public long Seconds;
         public long Nanoseconds;
-    }
-
-    /// <summary>Median and minimum wall-clock milliseconds of <paramref name="action"/>, and the median process CPU milliseconds
-    /// (every thread of the process: libtorch's, the GC's, the JIT's), which a loaded, shared machine disturbs far less.</summary>
-    private static (double Median, double Min, double Cpu) Time(Action action, int repeats)
-    {
-        // Warm-up: the JIT's tiered compilation and libtorch's first-call work run here, not in the timed steps.
-        for (var n = 0; n < Warmup; n++)
-        {
-            action();
-        }
-
-        var times = new List<double>();
-        var cpu = new List<double>();
-        using var process = Process.GetCurrentProcess();
-        for (var n = 0; n < repeats; n++)
-        {
-            process.Refresh();
-            var cpu0 = process.TotalProcessorTime;
-            var clock = Stopwatch.StartNew();
-            action();
-            times.Add(clock.Elapsed.TotalMilliseconds);
-            process.Refresh();
-            cpu.Add((process.TotalProcessorTime - cpu0).TotalMilliseconds);
-        }
-
-        times.Sort();
-        cpu.Sort();
-        return (times[times.Count / 2], times[0], cpu[cpu.Count / 2]);
     }
 }
