@@ -25,16 +25,7 @@ public sealed class LvmMedTests(ITestOutputHelper output)
 {
     private static readonly Device Meta = new(DeviceType.META);
 
-    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>
-    {
-        var tensors = Safetensors.Load(TestData.Golden("lvmmed_golden.safetensors"));
-        foreach (var t in tensors.Values)
-        {
-            t.DetachFromDisposeScope();
-        }
-
-        return tensors;
-    });
+    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() => GoldenTensors.Load("lvmmed_golden.safetensors"));
 
     [Fact]
     public void ForwardMatchingLossAndGradientsMatchTheReferenceInFloat64()

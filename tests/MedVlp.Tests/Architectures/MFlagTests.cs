@@ -21,16 +21,7 @@ public sealed class MFlagTests(ITestOutputHelper output)
 {
     private static readonly Device Meta = new(DeviceType.META);
 
-    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>
-    {
-        var tensors = Safetensors.Load(TestData.Golden("mflag_golden.safetensors"));
-        foreach (var t in tensors.Values)
-        {
-            t.DetachFromDisposeScope();
-        }
-
-        return tensors;
-    });
+    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() => GoldenTensors.Load("mflag_golden.safetensors"));
 
     [Fact]
     public void ForwardAndLossMatchTheReleasedCodeInFloat32()

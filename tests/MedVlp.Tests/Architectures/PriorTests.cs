@@ -22,16 +22,7 @@ public sealed class PriorTests(ITestOutputHelper output)
 {
     private static readonly Device Meta = new(DeviceType.META);
 
-    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>
-    {
-        var tensors = Safetensors.Load(TestData.Golden("prior_golden.safetensors"));
-        foreach (var t in tensors.Values)
-        {
-            t.DetachFromDisposeScope();
-        }
-
-        return tensors;
-    });
+    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() => GoldenTensors.Load("prior_golden.safetensors"));
 
     [Fact]
     public void ThreeStagesZeroShotAndGradientsMatchTheReleasedCode()

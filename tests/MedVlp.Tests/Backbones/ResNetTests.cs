@@ -19,16 +19,7 @@ public sealed class ResNetTests(ITestOutputHelper output)
 {
     private static readonly Device Meta = new(DeviceType.META);
 
-    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>
-    {
-        var tensors = Safetensors.Load(TestData.Golden("resnet_golden.safetensors"));
-        foreach (var t in tensors.Values)
-        {
-            t.DetachFromDisposeScope();
-        }
-
-        return tensors;
-    });
+    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() => GoldenTensors.Load("resnet_golden.safetensors"));
 
     private static ResNetConfig Tiny3d => ResNetConfig.Tiny with { InChannels = 1, SpatialDims = 3, StemWidth = 4, Planes = [2, 4, 8, 16] };
 

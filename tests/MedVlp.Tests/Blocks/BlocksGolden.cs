@@ -23,16 +23,7 @@ internal static class BlocksGolden
             {
                 if (!Files.TryGetValue(file, out var lazy))
                 {
-                    Files[file] = lazy = new(() =>
-                    {
-                        var tensors = Safetensors.Load(TestData.Golden(file));
-                        foreach (var t in tensors.Values)
-                        {
-                            t.DetachFromDisposeScope();
-                        }
-
-                        return tensors;
-                    });
+                    Files[file] = lazy = new(() => GoldenTensors.Load(file));
                 }
 
                 return lazy;

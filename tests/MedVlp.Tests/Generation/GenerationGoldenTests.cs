@@ -12,16 +12,7 @@ namespace MedVlp.Tests.Generation;
 [Collection(nameof(TorchRandomState))] // builds randomly initialised GPT-2s: libtorch's global generator is shared
 public sealed class GenerationGoldenTests
 {
-    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>
-    {
-        var tensors = Safetensors.Load(TestData.Golden("generation_golden.safetensors"));
-        foreach (var t in tensors.Values)
-        {
-            t.DetachFromDisposeScope();
-        }
-
-        return tensors;
-    });
+    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() => GoldenTensors.Load("generation_golden.safetensors"));
 
     private static readonly Lazy<JsonElement> Cases = new(() => JsonDocument.Parse(File.ReadAllText(TestData.Golden("generation_golden.json"))).RootElement);
 

@@ -41,16 +41,7 @@ public sealed class MedBlipParityTests
         MaxTextTokens = 16,
     };
 
-    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() =>
-    {
-        var tensors = Safetensors.Load(TestData.Golden("medblip_golden.safetensors"));
-        foreach (var t in tensors.Values)
-        {
-            t.DetachFromDisposeScope();
-        }
-
-        return tensors;
-    });
+    private static readonly Lazy<Dictionary<string, Tensor>> Golden = new(() => GoldenTensors.Load("medblip_golden.safetensors"));
 
     private static Tensor G(string key) => Golden.Value.TryGetValue(key, out var t) ? t : throw new KeyNotFoundException($"golden key {key}");
 
