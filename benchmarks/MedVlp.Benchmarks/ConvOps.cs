@@ -79,6 +79,12 @@ internal static class ConvOps
             var xl = x.detach().permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3).requires_grad_();
             var gl = g.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3);
             yield return ($"conv3d {k}^3 {n}x{c}x{s}^3 -> {o} channels-last", () => Conv3(xl, w, gl, pad));
+            if (k == 3)
+            {
+                // ResNet's route for maps of at most 8 output voxels (ResNet.Im2ColConv3d's method): 27 shifted windows, one product.
+                yield return ($"conv3d 3^3 {n}x{c}x{s}^3 -> {o} im2col + mm", () => Im2Col3(x, w, g));
+            }
+
             if (k == 1)
             {
                 var xf = x.detach().permute(0, 2, 3, 4, 1).contiguous().view(n * s * s, 1, s, c).permute(0, 3, 1, 2).requires_grad_();
@@ -88,6 +94,21 @@ internal static class ConvOps
                 yield return ($"conv3d 1^3 dilation 2 NCDHW", () => Conv3(x, w, g, 0, 2));
                 yield return ($"conv3d 1^3 dilation 2 channels-last", () => Conv3(xl, w, gl, 0, 2));
             }
+        }
+
+        foreach (var (n, c, s) in new (long, long, long)[] { (2, 512, 4), (2, 256, 8), (2, 128, 16) })
+        {
+            var x = rand([n, c, s, s, s]).requires_grad_();
+            var w = (randn([c, c, 3, 3, 3]) * 0.05).requires_grad_();
+            var g = randn([n, c, s / 2, s / 2, s / 2]);
+            yield return ($"conv3d 3^3 stride 2 {n}x{c}x{s}^3 NCDHW", () =>
+            {
+                using var sc = NewDisposeScope();
+                F.conv3d(x, w, strides: [2, 2, 2], padding: [1, 1, 1]).backward([g]);
+                x.grad!.zero_();
+                w.grad!.zero_();
+            });
+            yield return ($"conv3d 3^3 stride 2 {n}x{c}x{s}^3 im2col", () => Im2Col3(x, w, g, 2));
         }
 
         foreach (var (n, c, s) in new (long, long, long)[] { (2, 64, 32), (2, 256, 16) })
@@ -181,6 +202,30 @@ internal static class ConvOps
                 w.grad!.zero_();
             });
         }
+    }
+
+    private static void Im2Col3(Tensor x, Tensor w, Tensor g, long stride = 1)
+    {
+        using var sc = NewDisposeScope();
+        long n = x.shape[0], c = x.shape[1], o = w.shape[0];
+        long d = ((x.shape[2] - 1) / stride) + 1, h = ((x.shape[3] - 1) / stride) + 1, wd = ((x.shape[4] - 1) / stride) + 1;
+        var xp = F.pad(x, [1, 1, 1, 1, 1, 1]);
+        var taps = new List<Tensor>(27);
+        for (var i = 0; i < 3; i++)
+        {
+            for (var j = 0; j < 3; j++)
+            {
+                for (var k = 0; k < 3; k++)
+                {
+                    taps.Add(xp[.., .., TensorIndex.Slice(i, i + (stride * (d - 1)) + 1, stride), TensorIndex.Slice(j, j + (stride * (h - 1)) + 1, stride), TensorIndex.Slice(k, k + (stride * (wd - 1)) + 1, stride)]);
+                }
+            }
+        }
+
+        var y = matmul(w.view(o, c * 27), stack(taps, 2).view(n, c * 27, d * h * wd)).view(n, o, d, h, wd);
+        y.backward([g]);
+        x.grad!.zero_();
+        w.grad!.zero_();
     }
 
     private static void Conv3(Tensor x, Tensor w, Tensor g, long pad, long dilation = 1)

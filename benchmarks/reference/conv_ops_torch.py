@@ -64,6 +64,16 @@ def cases3d():
             yield f"conv3d 1^3 as {n * s * s} x 1 x {s} 2D channels-last", lambda x=xf, w=w2, g=gf: conv(x, w, g, 0)
             yield "conv3d 1^3 dilation 2 NCDHW", lambda x=x, w=w, g=g: conv3(x, w, g, 0, 2)
             yield "conv3d 1^3 dilation 2 channels-last", lambda x=xl, w=w, g=gl: conv3(x, w, g, 0, 2)
+    for n, c, s in [(2, 512, 4), (2, 256, 8), (2, 128, 16)]:
+        x = torch.rand(n, c, s, s, s).requires_grad_()
+        w = (torch.randn(c, c, 3, 3, 3) * 0.05).requires_grad_()
+        g = torch.randn(n, c, s // 2, s // 2, s // 2)
+
+        def strided(x=x, w=w, g=g):
+            F.conv3d(x, w, stride=2, padding=1).backward(g)
+            x.grad.zero_()
+            w.grad.zero_()
+        yield f"conv3d 3^3 stride 2 {n}x{c}x{s}^3 NCDHW", strided
     for n, c, s in [(2, 64, 32), (2, 256, 16)]:
         x = torch.rand(n, c, s, s, s).requires_grad_()
         xl = x.detach().contiguous(memory_format=torch.channels_last_3d).requires_grad_()

@@ -35,6 +35,60 @@ public sealed class ResNetTests(ITestOutputHelper output)
     [Fact]
     public void VolumeInTrainModeMatchesTorchvisionStagesIn3d() => Check("resnet3d_train", Tiny3d, train: true);
 
+    /// <summary>
+    /// The same goldens on one thread with batches below 16: libtorch's BLAS regime, where the network takes its other routes
+    /// (unstrided 1x1 convolutions dilated through oneDNN, 2D stages channels-last, 3x3x3 convolutions of maps of at most
+    /// 8 voxels as one matrix product: the 3D inputs here reach layer3 at 2 x 2 x 1 / 1 x 1 x 2 and layer4 at 1^3).
+    /// </summary>
+    [Theory]
+    [InlineData("resnet2d_eval_rgb", 2, false)]
+    [InlineData("resnet2d_train_grey", 2, true)]
+    [InlineData("resnet3d_eval", 3, false)]
+    [InlineData("resnet3d_train", 3, true)]
+    public void OneThreadRoutesMatchTorchvision(string name, int dims, bool train)
+    {
+        var previous = get_num_threads();
+        set_num_threads(1);
+        try
+        {
+            var config = dims == 3 ? Tiny3d : train ? ResNetConfig.Tiny with { InChannels = 1 } : ResNetConfig.Tiny;
+            Check(name, config, train);
+        }
+        finally
+        {
+            set_num_threads(previous);
+        }
+    }
+
+    [Theory]
+    [InlineData(2, 5, 7, 2, 2, 2, 1)]
+    [InlineData(1, 3, 4, 1, 2, 1, 1)]
+    [InlineData(2, 4, 6, 4, 3, 4, 2)]
+    [InlineData(1, 3, 2, 3, 3, 3, 2)]
+    [InlineData(1, 2, 3, 5, 1, 2, 1)]
+    public void SmallMapMatrixProductEqualsConv3dWithGradients(long n, long c, long o, long d, long h, long w, long stride)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(7);
+        var x = randn([n, c, d, h, w], dtype: ScalarType.Float64, generator: generator);
+        var weight = randn([o, c, 3, 3, 3], dtype: ScalarType.Float64, generator: generator);
+        (Tensor Y, Tensor Dx, Tensor Dw) Run(Func<Tensor, Tensor, Tensor> conv)
+        {
+            var xr = x.detach().requires_grad_();
+            var wr = weight.detach().requires_grad_();
+            var y = conv(xr, wr);
+            y.backward([ones_like(y) + y.detach()]);
+            return (y.detach(), xr.grad!, wr.grad!);
+        }
+
+        var expected = Run((xi, wi) => nn.functional.conv3d(xi, wi, strides: [stride, stride, stride], padding: [1, 1, 1]));
+        var actual = Run((xi, wi) => ResNet.Im2ColConv3d(xi, wi, stride));
+        Assert.Equal(expected.Y.shape, actual.Y.shape);
+        Assert.True(allclose(expected.Y, actual.Y, rtol: 0, atol: 1e-10), "output");
+        Assert.True(allclose(expected.Dx, actual.Dx, rtol: 0, atol: 1e-10), "input gradient");
+        Assert.True(allclose(expected.Dw, actual.Dw, rtol: 0, atol: 1e-10), "weight gradient");
+    }
+
     [Fact]
     public void ResNet50HasTorchvisionNamesShapesAndCount()
     {
@@ -160,7 +214,7 @@ public sealed class ResNetTests(ITestOutputHelper output)
         }
 
         model.train(train);
-        var x = Get($"{name}/input/x").to(dtype).requires_grad_(true);
+        var x = Get($"{name}/input/x").to(dtype).clone().requires_grad_(true); // a copy: the cached golden input must not collect gradients across tests
         var features = model.Features(x);
         var worst = BlocksGolden.AssertClose(Get($"{name}/map"), features.Map, $"{name} map");
         worst = Math.Max(worst, BlocksGolden.AssertClose(Get($"{name}/pooled"), features.Pooled, $"{name} pooled"));

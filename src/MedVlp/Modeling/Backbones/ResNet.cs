@@ -247,6 +247,65 @@ public sealed class ResNet : Module<Tensor, Tensor>
         return x.dim() == 4 ? F.conv2d(x, weight, dilation: [2, 2]) : F.conv3d(x, weight, dilation: [2, 2, 2]);
     }
 
+    /// <summary>
+    /// A bottleneck's 3x3x3 convolution (padding 1). In libtorch's BLAS regime (<see cref="BlasRegime"/>) on a 3D map whose
+    /// output has at most <see cref="SmallMapVoxels"/> voxels per volume (<c>layer4</c> of a 64^3 input: 2^3), it runs as one
+    /// matrix product over the 27 shifted copies of the zero-padded input (<see cref="Im2ColConv3d"/>): oneDNN 3.7's
+    /// kernels (libtorch 2.10) spend 2-2.5x the time of that product on maps this small, where most taps read padding
+    /// (benchmarks/reference/resnet_results.md). Everywhere else (2D, larger maps, more threads, GPU) it is the module's own
+    /// convolution.
+    /// </summary>
+    private static Tensor SmallMap(Module<Tensor, Tensor> conv, Tensor x, int stride)
+    {
+        if (x.dim() != 5 || !BlasRegime(x))
+        {
+            return conv.forward(x);
+        }
+
+        var voxels = 1L;
+        for (var axis = 2; axis < 5; axis++)
+        {
+            voxels *= ((x.shape[axis] - 1) / stride) + 1;
+        }
+
+        return voxels > SmallMapVoxels ? conv.forward(x) : Im2ColConv3d(x, ((Convolution)conv).weight!, stride);
+    }
+
+    /// <summary>The largest output map (voxels per volume) that <see cref="SmallMap"/> computes as a matrix product.</summary>
+    internal const long SmallMapVoxels = 8;
+
+    /// <summary>
+    /// <c>conv3d(x, weight, stride, padding: 1)</c> for a 3x3x3 kernel without bias, as a matrix product: the 27 strided
+    /// windows of the zero-padded input stacked along the channels (tap order kd, kh, kw, matching the weight's layout)
+    /// times the weight viewed as [out, in * 27]. Same values to rounding; autograd gives both gradients.
+    /// </summary>
+    internal static Tensor Im2ColConv3d(Tensor x, Tensor weight, long stride)
+    {
+        using var scope = NewDisposeScope();
+        long n = x.shape[0], c = x.shape[1], o = weight.shape[0];
+        long d = ((x.shape[2] - 1) / stride) + 1, h = ((x.shape[3] - 1) / stride) + 1, w = ((x.shape[4] - 1) / stride) + 1;
+        var padded = F.pad(x, [1, 1, 1, 1, 1, 1]);
+        var taps = new List<Tensor>(27);
+        for (var i = 0; i < 3; i++)
+        {
+            for (var j = 0; j < 3; j++)
+            {
+                for (var k = 0; k < 3; k++)
+                {
+                    taps.Add(padded[
+                        TensorIndex.Colon,
+                        TensorIndex.Colon,
+                        TensorIndex.Slice(i, i + (stride * (d - 1)) + 1, stride),
+                        TensorIndex.Slice(j, j + (stride * (h - 1)) + 1, stride),
+                        TensorIndex.Slice(k, k + (stride * (w - 1)) + 1, stride)]);
+                }
+            }
+        }
+
+        var columns = stack(taps, 2).view(n, c * 27, d * h * w);
+        return scope.MoveToOuter(matmul(weight.view(o, c * 27), columns).view(n, o, d, h, w));
+    }
+
     private static Module<Tensor, Tensor> Norm(int dims, long features, Device? device) => dims == 2
         ? BatchNorm2d(features, device: device)
         : BatchNorm3d(features, device: device);
@@ -264,6 +323,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
         private readonly Sequential? downsample;
 #pragma warning restore IDE1006, SA1300
         private readonly int downsampleStride;
+        private readonly int conv2Stride;
 
         public Bottleneck(int dims, int inWidth, int planes, int expansion, int stride, Device? device)
             : base(nameof(Bottleneck))
@@ -272,6 +332,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
             conv1 = Conv(dims, inWidth, planes, 1, 1, 0, device);
             bn1 = Norm(dims, planes, device);
             conv2 = Conv(dims, planes, planes, 3, stride, 1, device);
+            conv2Stride = stride;
             bn2 = Norm(dims, planes, device);
             conv3 = Conv(dims, planes, outWidth, 1, 1, 0, device);
             bn3 = Norm(dims, outWidth, device);
@@ -290,7 +351,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
             // In place where torchvision is (ReLU after batch norm, the residual sum): batch norm's backward needs its input,
             // not its output, so autograd allows it, and it saves a tensor the size of the block's output per op.
             var h = F.relu(bn1.forward(Pointwise(conv1, x)), inplace: true);
-            h = F.relu(bn2.forward(conv2.forward(h)), inplace: true);
+            h = F.relu(bn2.forward(SmallMap(conv2, h, conv2Stride)), inplace: true);
             h = bn3.forward(Pointwise(conv3, h));
             h.add_(downsample is null ? x : Downsample(downsample, x));
             return scope.MoveToOuter(F.relu(h, inplace: true));
