@@ -181,6 +181,76 @@ public sealed class TrainerTests
         }
     }
 
+    /// <summary>
+    /// A stage with <see cref="TrainingStage.ResetOptimizer"/> starts from a new AdamW: its first step moves every weight
+    /// with a gradient by the learning rate exactly (Adam's first bias-corrected step is lr * g / |g|), which a step of the
+    /// carried-over optimizer does not.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AStageThatResetsTheOptimizerStartsFromAFreshAdamW(bool reset)
+    {
+        using var model = TestModels.TinyModel(seed: 2);
+        using var objective = ClipSiglip(model);
+        const double lr = 5e-4;
+        var options = new TrainerOptions
+        {
+            Optimizer = new OptimizerSettings { LearningRate = 1e-3, WeightDecay = 0, Epsilon = 1e-15 }, // so that lr * g / (|g| + eps) is lr
+            Schedule = LearningRateSchedule.Constant(),
+            Stages =
+            [
+                new TrainingStage { Name = "one", Steps = 2 },
+                new TrainingStage { Name = "two", Steps = 2, LearningRate = lr, ResetOptimizer = reset },
+            ],
+        };
+        using var trainer = new Trainer(objective, options);
+        var first = trainer.Optimizer;
+        using var data = new PreparedTrainingData([.. Cases.Value.Select(c => c.Volume)], [.. Cases.Value.Select(c => c.Report)],
+            v => model.PrepareVolumes(v), new TrainingBatchCollator(model.Tokenizer, model.DualEncoder.MaxTextTokens), 4, seed: 1);
+        var snapshots = new Dictionary<long, Dictionary<string, double[]>>();
+        trainer.Fit(data, progress: new SnapshotProgress(p =>
+        {
+            if (p.Step is 2 or 3)
+            {
+                snapshots[p.Step] = Doubles(model.Module);
+            }
+        }));
+
+        var changed = 0;
+        var exactlyLr = 0;
+        foreach (var (name, after) in snapshots[3])
+        {
+            var before = snapshots[2][name];
+            for (var i = 0; i < after.Length; i++)
+            {
+                var delta = Math.Abs(after[i] - before[i]);
+                if (delta > 1e-3 * lr)
+                {
+                    changed++;
+                    exactlyLr += Math.Abs(delta - lr) <= 1e-2 * lr ? 1 : 0;
+                }
+            }
+        }
+
+        Assert.True(changed > 1000, $"only {changed} weights changed");
+        var fraction = exactlyLr / (double)changed;
+        Assert.Equal(reset, !ReferenceEquals(first, trainer.Optimizer));
+        if (reset)
+        {
+            Assert.True(fraction > 0.95, $"after the reset {fraction:P1} of {changed} updates were the learning rate");
+        }
+        else
+        {
+            Assert.True(fraction < 0.5, $"without a reset {fraction:P1} of {changed} updates were the learning rate");
+        }
+    }
+
+    private sealed class SnapshotProgress(Action<TrainingProgress> onStep) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => onStep(value);
+    }
+
     [Fact]
     public void StagesSetLearningRatesAndLossWeightsAndTheRunWritesMetricsPlotsAndCheckpoints()
     {

@@ -31,7 +31,7 @@ public sealed partial class Trainer : IDisposable
     private readonly TrainingObjective _objective;
     private readonly TrainerOptions _options;
     private readonly ILogger _logger;
-    private readonly TorchSharp.Modules.OptimizerHelper _optimizer;
+    private TorchSharp.Modules.OptimizerHelper _optimizer;
     private readonly TorchSharp.Modules.Parameter[] _parameters;
     private readonly ExponentialMovingAverage? _ema;
     private readonly Distributed.DataParallel? _dataParallel;
@@ -83,7 +83,7 @@ public sealed partial class Trainer : IDisposable
     /// <summary>The parameters being optimised.</summary>
     public TrainableParameters Parameters { get; }
 
-    /// <summary>The optimizer.</summary>
+    /// <summary>The optimizer (a new instance after a stage with <see cref="TrainingStage.ResetOptimizer"/> starts).</summary>
     public TorchSharp.Modules.OptimizerHelper Optimizer => _optimizer;
 
     /// <summary>The moving average of the weights, when <see cref="TrainerOptions.EmaDecay"/> is set.</summary>
@@ -171,6 +171,15 @@ public sealed partial class Trainer : IDisposable
                     foreach (var (part, weight) in stage.LossWeights)
                     {
                         _objective.SetLossWeight(part, weight);
+                    }
+
+                    if (stage.ResetOptimizer && step == stageStart && step > 0)
+                    {
+                        // A fresh optimizer as the stage's first step (never when resuming inside the stage: the checkpoint
+                        // holds the state that already began at the reset).
+                        var fresh = _options.Optimizer.Create(Parameters);
+                        _optimizer.Dispose();
+                        _optimizer = fresh;
                     }
 
                     LogStage(_logger, stage.Name, step, stageSteps);

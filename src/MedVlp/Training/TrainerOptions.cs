@@ -114,6 +114,12 @@ public sealed record TrainingStage
 
     /// <summary>Loss-part weights set when the stage starts (parts not named keep their weight).</summary>
     public IReadOnlyDictionary<string, double> LossWeights { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>
+    /// Start the stage with a new optimizer (no moments, step counts or momentum from the stages before), as PRIOR's
+    /// released trainer builds a new optimizer per stage. Default false: the state carries over.
+    /// </summary>
+    public bool ResetOptimizer { get; init; }
 }
 
 /// <summary>Progress after every optimisation step.</summary>

@@ -512,7 +512,7 @@ public sealed record TrainingRecipe
         Epochs = Math.Max(1, Epochs),
         AccumulationSteps = AccumulationSteps,
         GradientClipNorm = GradientClipNorm,
-        Stages = [.. Stages.Select(s => new TrainingStage { Name = s.Name, Steps = s.Steps, Epochs = s.Epochs, LearningRate = s.LearningRate, LossWeights = s.LossWeights })],
+        Stages = [.. Stages.Select(s => new TrainingStage { Name = s.Name, Steps = s.Steps, Epochs = s.Epochs, LearningRate = s.LearningRate, LossWeights = s.LossWeights, ResetOptimizer = s.ResetOptimizer })],
         EmaDecay = EmaDecay,
         Seed = Seed,
         OutputDirectory = outputDirectory,
@@ -637,6 +637,9 @@ public sealed record StageSettings
 
     /// <summary>Weights of the named objectives in this stage.</summary>
     public IReadOnlyDictionary<string, double> LossWeights { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Start the stage with a new optimizer (<c>reset_optimizer</c>; see <see cref="TrainingStage.ResetOptimizer"/>).</summary>
+    public bool ResetOptimizer { get; init; }
 }
 
 /// <summary>Data settings of a recipe.</summary>

@@ -203,7 +203,7 @@ public static class PriorRecipe
             Optimizer = options.Optimizer,
             Schedule = new ScheduleSettings { Type = "warmup_cosine", WarmupFraction = WarmupFraction, FinalFraction = 0 },
             GradientClipNorm = options.GradientClipNorm,
-            Stages = [.. options.Stages.Select(s => new StageSettings { Name = s.Name, Steps = s.Steps, Epochs = s.Epochs, LearningRate = s.LearningRate, LossWeights = s.LossWeights })],
+            Stages = [.. options.Stages.Select(s => new StageSettings { Name = s.Name, Steps = s.Steps, Epochs = s.Epochs, LearningRate = s.LearningRate, LossWeights = s.LossWeights, ResetOptimizer = s.ResetOptimizer })],
             Data = new DataSettings { BatchSize = full ? FullBatchSize : TinyBatchSize },
         };
     }
@@ -215,5 +215,8 @@ public static class PriorRecipe
         Steps = steps,
         LearningRate = learningRate,
         LossWeights = PriorLossWeights.Names.ToDictionary(n => n, n => weights[n]),
+
+        // The released trainer builds a new optimizer (and schedule) for each stage.
+        ResetOptimizer = true,
     };
 }
