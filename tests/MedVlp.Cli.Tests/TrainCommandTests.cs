@@ -43,6 +43,37 @@ public sealed class TrainCommandTests
     }
 
     [Fact]
+    public void TheOnDiskCacheFillsOnceAndLeavesTheTrainedWeightsUnchanged()
+    {
+        using var dir = TestData.NewTempFolder();
+        var synth = CliRunner.Run("synth", "--out", dir.File("data"), "--count", "10", "--seed", "4", "--val-fraction", "0.2");
+        Assert.True(synth.ExitCode == 0, synth.StdErr);
+        string[] Train(string run, params string[] extra) =>
+            ["train", "--recipe", "clip3d-test", "--manifest", dir.File("data/manifest.jsonl"), "--out", dir.File(run), "--steps", "4", "--batch", "4",
+                "--vocab", TestData.File("bert/vocab.txt"), .. extra];
+
+        var plain = CliRunner.Run(Train("plain"));
+        Assert.True(plain.ExitCode == 0, plain.StdErr + plain.StdOut);
+        var first = CliRunner.Run(Train("cached", "--cache", dir.File("cache")));
+        Assert.True(first.ExitCode == 0, first.StdErr + first.StdOut);
+        var cached = Directory.GetFiles(dir.File("cache"), "*", SearchOption.AllDirectories);
+        Assert.True(cached.Length >= 10, $"{cached.Length} files in the cache for 10 volumes");
+        var written = cached.ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        var again = CliRunner.Run(Train("again", "--cache", dir.File("cache")));
+        Assert.True(again.ExitCode == 0, again.StdErr + again.StdOut);
+
+        // Same batches, so the same weights; the second run read the cache without rewriting it.
+        var weights = File.ReadAllBytes(dir.File("plain/model/model.safetensors"));
+        Assert.Equal(weights, File.ReadAllBytes(dir.File("cached/model/model.safetensors")));
+        Assert.Equal(weights, File.ReadAllBytes(dir.File("again/model/model.safetensors")));
+        Assert.All(written, kv => Assert.Equal(kv.Value, File.GetLastWriteTimeUtc(kv.Key)));
+
+        var synthetic = CliRunner.Run("train", "--recipe", "clip3d-test", "--synthetic", "8", "--out", dir.File("s"), "--cache", dir.File("cache"));
+        Assert.NotEqual(0, synthetic.ExitCode);
+        Assert.Contains("--cache applies to --manifest runs", synthetic.StdErr + synthetic.StdOut, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ABadRecipeFileEndsInOneMessageNamingTheField()
     {
         using var dir = TestData.NewTempFolder();

@@ -35,6 +35,10 @@ internal static class TrainCommand
         var seed = new Option<int?>("--seed") { Description = "Run seed (overrides the recipe)." };
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint interval in steps (overrides the recipe)." };
         var evaluateEvery = new Option<int?>("--eval-every") { Description = "Evaluation interval in steps (overrides the recipe)." };
+        var cache = new Option<string?>("--cache")
+        {
+            Description = "With --manifest: a folder for the preprocessed volumes (the pipeline's deterministic steps, before any random augmentation), written in the first epoch and read in every later one and by later runs; entries are keyed by file, size, time and pipeline.",
+        };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 1 };
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt)." };
         var textModel = new Option<string?>("--text-model")
@@ -43,7 +47,7 @@ internal static class TrainCommand
         };
         var command = new Command("train", "Train a recipe (model, objectives, optimizer, schedule, data) with checkpoints, metrics, plots and exact resume.")
         {
-            list, recipe, manifest, synthetic, output, steps, epochs, batch, accumulate, resume, device, seed, checkpointEvery, evaluateEvery, threads, vocab, textModel,
+            list, recipe, manifest, synthetic, output, steps, epochs, batch, accumulate, resume, device, seed, checkpointEvery, evaluateEvery, threads, vocab, textModel, cache,
         };
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -56,6 +60,12 @@ internal static class TrainCommand
             var outDir = parse.GetValue(output) ?? throw new ArgumentException("--out is required.");
             var manifestPath = parse.GetValue(manifest);
             var syntheticCount = parse.GetValue(synthetic);
+            var cacheDir = parse.GetValue(cache);
+            if (cacheDir is not null && manifestPath is null)
+            {
+                throw new ArgumentException("--cache applies to --manifest runs (synthetic data is made in memory).");
+            }
+
             if ((manifestPath is null) == (syntheticCount is null))
             {
                 throw new ArgumentException("Give exactly one of --manifest FILE and --synthetic N.");
@@ -92,7 +102,7 @@ internal static class TrainCommand
             }
 
             r.Validate("command line");
-            return Run(r, manifestPath, syntheticCount, outDir, parse.GetValue(resume), parse.GetValue(device)!, parse.GetValue(vocab), cancellationToken);
+            return Run(r, manifestPath, syntheticCount, outDir, parse.GetValue(resume), parse.GetValue(device)!, parse.GetValue(vocab), cacheDir, cancellationToken);
         })));
         return command;
     }
@@ -112,18 +122,18 @@ internal static class TrainCommand
     }
 
     private static int Run(TrainingRecipe recipe, string? manifestPath, int? syntheticCount, string outDir, bool resume, string deviceName, string? vocabPath,
-        CancellationToken cancellationToken)
+        string? cacheDir, CancellationToken cancellationToken)
     {
         // Under mpirun/srun every rank runs this command; alone it is a job of one process.
         using var group = ProcessGroup.Create();
         if (group.WorldSize == 1)
         {
-            return Run(recipe, manifestPath, syntheticCount, outDir, resume, deviceName, vocabPath, group, cancellationToken);
+            return Run(recipe, manifestPath, syntheticCount, outDir, resume, deviceName, vocabPath, cacheDir, group, cancellationToken);
         }
 
         try
         {
-            return Run(recipe, manifestPath, syntheticCount, outDir, resume, deviceName, vocabPath, group, cancellationToken);
+            return Run(recipe, manifestPath, syntheticCount, outDir, resume, deviceName, vocabPath, cacheDir, group, cancellationToken);
         }
         catch (Exception e)
         {
@@ -134,7 +144,7 @@ internal static class TrainCommand
     }
 
     private static int Run(TrainingRecipe recipe, string? manifestPath, int? syntheticCount, string outDir, bool resume, string deviceName, string? vocabPath,
-        ProcessGroup group, CancellationToken cancellationToken)
+        string? cacheDir, ProcessGroup group, CancellationToken cancellationToken)
     {
         var device = deviceName switch
         {
@@ -268,6 +278,7 @@ internal static class TrainCommand
                 {
                     BatchSize = recipe.Data.BatchSize, Workers = recipe.Data.Workers, PrefetchBatches = recipe.Data.Prefetch, Seed = recipe.Seed, DropLast = true,
                     ShardIndex = group.Rank, ShardCount = group.WorldSize, Views = views, Reader = MedVlp.Data.ImageFileReader.ReadAny,
+                    CacheDirectory = cacheDir,
                 };
                 if (!needsReports)
                 {
@@ -282,6 +293,7 @@ internal static class TrainCommand
                     {
                         BatchSize = Math.Max(1, Math.Min(recipe.Data.BatchSize, valEntries.Count / group.WorldSize)), Workers = recipe.Data.Workers, Shuffle = false,
                         DropLast = true, ShardIndex = group.Rank, ShardCount = group.WorldSize, Views = views, Reader = MedVlp.Data.ImageFileReader.ReadAny,
+                        CacheDirectory = cacheDir,
                     };
                     validation = new LoaderTrainingData(new VolumeDataLoader(valEntries, views > 1 ? pipeline : model.Preprocessing, valOptions),
                         new TrainingBatchCollator(tokenizer, maxTokens)) { Images = images };
