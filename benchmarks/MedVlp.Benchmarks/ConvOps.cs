@@ -81,7 +81,6 @@ internal static class ConvOps
             yield return ($"conv3d {k}^3 {n}x{c}x{s}^3 -> {o} channels-last", () => Conv3(xl, w, gl, pad));
             if (k == 3)
             {
-                // ResNet's route for maps of at most 8 output voxels (ResNet.Im2ColConv3d's method): 27 shifted windows, one product.
                 yield return ($"conv3d 3^3 {n}x{c}x{s}^3 -> {o} im2col + mm", () => Im2Col3(x, w, g));
             }
 
@@ -204,26 +203,11 @@ internal static class ConvOps
         }
     }
 
+    /// <summary>ResNet's route for 3x3x3 convolutions of maps of at most 8 output voxels (<see cref="MedVlp.Modeling.Backbones.ResNet"/>).</summary>
     private static void Im2Col3(Tensor x, Tensor w, Tensor g, long stride = 1)
     {
         using var sc = NewDisposeScope();
-        long n = x.shape[0], c = x.shape[1], o = w.shape[0];
-        long d = ((x.shape[2] - 1) / stride) + 1, h = ((x.shape[3] - 1) / stride) + 1, wd = ((x.shape[4] - 1) / stride) + 1;
-        var xp = F.pad(x, [1, 1, 1, 1, 1, 1]);
-        var taps = new List<Tensor>(27);
-        for (var i = 0; i < 3; i++)
-        {
-            for (var j = 0; j < 3; j++)
-            {
-                for (var k = 0; k < 3; k++)
-                {
-                    taps.Add(xp[.., .., TensorIndex.Slice(i, i + (stride * (d - 1)) + 1, stride), TensorIndex.Slice(j, j + (stride * (h - 1)) + 1, stride), TensorIndex.Slice(k, k + (stride * (wd - 1)) + 1, stride)]);
-                }
-            }
-        }
-
-        var y = matmul(w.view(o, c * 27), stack(taps, 2).view(n, c * 27, d * h * wd)).view(n, o, d, h, wd);
-        y.backward([g]);
+        MedVlp.Modeling.Backbones.ResNet.Im2ColConv3d(x, w, stride).backward([g]);
         x.grad!.zero_();
         w.grad!.zero_();
     }
