@@ -58,6 +58,7 @@ public sealed class ColipriMaskedImageProbeTests(ITestOutputHelper output)
             ContrastiveWeight = 0,
             ReportWeight = 0,
             OppositeSentenceWeight = 0,
+            InputWindows = null, // the image alone, as measured (the tiny size's lung window is a separate option)
         };
         using var model = new ColipriModel(config);
         using var trainInputs = Prepare([.. train.Select(c => c.Volume)]);

@@ -15,6 +15,22 @@ public enum ColipriContrastive
 }
 
 /// <summary>
+/// An extra intensity window of the image input: Hounsfield units in [<see cref="MinHu"/>, <see cref="MaxHu"/>] mapped
+/// to [-1, 1] and clamped (as a radiologist's lung window), fed to the patch embedding as one more channel.
+/// </summary>
+public sealed record HuWindow
+{
+    /// <summary>Lower edge of the window in HU (-1 after mapping).</summary>
+    public double MinHu { get; init; }
+
+    /// <summary>Upper edge of the window in HU (+1 after mapping).</summary>
+    public double MaxHu { get; init; }
+
+    /// <summary>The lung window MedVlp's <c>tiny</c> COLIPRI uses: [-1000, -500] HU.</summary>
+    public static HuWindow Lung { get; } = new() { MinHu = -1000, MaxHu = -500 };
+}
+
+/// <summary>
 /// The configuration of a COLIPRI model. Published (model card, microsoft/colipri): Primus 3D ViT, patch 8, input
 /// 192^3 -> 24^3 tokens, a Conv3d <c>projector</c> to 768, attention pooling to a 768-d embedding, a BERT-layout text
 /// encoder (CXR-BERT), zero-shot over positive / negative prompt pairs. Not published, so MedVlp's documented defaults:
@@ -97,6 +113,21 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// </summary>
     public bool CorpusReportVocabulary { get; init; }
 
+    /// <summary>
+    /// Extra intensity windows of the image input, each one more channel of the patch embedding (null or empty: none, the
+    /// released model and the <c>full</c> size). A MedVlp option of the <c>tiny</c> size (a lung window, [-1000, -500] HU):
+    /// the model's input stays one channel in the <c>colipri</c> preset's scale (HU / 1000 clamped to [-1, 1]); each
+    /// window re-maps it, clamped, so density differences inside the lungs (emphysema, fluid, consolidation) change the
+    /// direction of a patch's embedding and not only its scale, which the pre-norm blocks remove. Needs
+    /// <c>encoder.in_channels</c> 1; the backbone then has 1 + windows input channels and masked image modelling
+    /// reconstructs every channel.
+    /// </summary>
+    public IReadOnlyList<HuWindow>? InputWindows { get; init; }
+
+    /// <summary>Input channels of the backbone's patch embedding: the image channels plus one per <see cref="InputWindows"/> entry.</summary>
+    [JsonIgnore]
+    public int BackboneChannels => Encoder.InChannels + (InputWindows?.Count ?? 0);
+
     /// <summary>Rows of the report decoder's embedding and output layer.</summary>
     [JsonIgnore]
     public int ReportVocabularySize => ReportVocabulary?.Count ?? Text.VocabSize;
@@ -137,7 +168,8 @@ public sealed record ColipriConfig : ArchitectureConfig
     public static ColipriConfig Full(int vocabularySize = 30522) => new() { Text = new BertConfig { VocabSize = vocabularySize } };
 
     /// <summary>
-    /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens), width 96, 2 blocks of 2 heads; BERT
+    /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens), width 96, 2 blocks of 2 heads, with
+    /// a lung-window input channel (<see cref="InputWindows"/>: [-1000, -500] HU next to the preset's [-1000, 1000]); BERT
     /// 2 x 64 with mean pooling; a 2-layer decoder of width 64. (Patch 8 with 512 tokens took twice as long per step side by side
     /// and, on the synthetic chest set, a linear probe of its embedding after 50 steps was worse: 0.58 vs 0.69 macro AUROC.)
     /// </summary>
@@ -165,6 +197,7 @@ public sealed record ColipriConfig : ArchitectureConfig
         DecoderWidth = 64,
         DecoderHeads = 4,
         CorpusReportVocabulary = true,
+        InputWindows = [HuWindow.Lung],
     };
 
     /// <inheritdoc />
@@ -175,7 +208,7 @@ public sealed record ColipriConfig : ArchitectureConfig
     {
         checked
         {
-            long w = Encoder.Width, c = Encoder.InChannels, p = Encoder.PatchSize, h = Encoder.MlpHidden, e = EmbeddingDim;
+            long w = Encoder.Width, c = BackboneChannels, p = Encoder.PatchSize, h = Encoder.MlpHidden, e = EmbeddingDim;
             var block = (4 * w * w) + (3 * w * h) + (12 * w) + (4 * h);
             var vision = (w * c * p * p * p) + w + (Encoder.Depth * block) + (2 * w) + w;
             long d = Text.HiddenSize, i = Text.IntermediateSize;
@@ -220,6 +253,23 @@ public sealed record ColipriConfig : ArchitectureConfig
         ModelLimits.Check("encoder.in_channels", Encoder.InChannels, 1, ModelLimits.MaxChannels);
         ModelLimits.Check("encoder.mlp_ratio", Encoder.MlpRatio, 1e-3, ModelLimits.MaxMlpRatio);
         Text.Validate("text.");
+        if (InputWindows is { Count: > 0 } windows)
+        {
+            ModelLimits.Check("input_windows.length", windows.Count, 1, ModelLimits.MaxChannels);
+            if (Encoder.InChannels != 1)
+            {
+                throw new ArgumentException($"input windows re-map a one-channel CT input, found encoder.in_channels {Encoder.InChannels}.", "input_windows");
+            }
+
+            foreach (var window in windows)
+            {
+                if (window is null || !double.IsFinite(window.MinHu) || !double.IsFinite(window.MaxHu) || !(window.MaxHu > window.MinHu))
+                {
+                    throw new ArgumentException($"expected each input window to have finite min_hu < max_hu, found {window}.", "input_windows");
+                }
+            }
+        }
+
         ModelLimits.Check("embedding_dim", EmbeddingDim, 1, ModelLimits.MaxWidth);
         ModelLimits.Check("pool_heads", PoolHeads, 1, ModelLimits.MaxHeads);
         ModelLimits.Check("max_text_tokens", MaxTextTokens, 4, Text.MaxPositionEmbeddings, "text.max_position_embeddings");

@@ -35,6 +35,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     private readonly ColipriConfig config;
     private readonly long[]? toReport;
     private readonly long[]? fromReport;
+    private readonly HuWindow[]? windows;
 
     /// <summary>Creates the model with freshly initialised weights.</summary>
     public ColipriModel(ColipriConfig config, Device? device = null)
@@ -54,7 +55,8 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
             }
         }
 
-        backbone = new PrimusEncoder(e, device);
+        windows = config.InputWindows is { Count: > 0 } w ? [.. w] : null;
+        backbone = new PrimusEncoder(e with { InChannels = config.BackboneChannels }, device);
         projector = Conv3d(e.Width, config.EmbeddingDim, 1, device: device);
         pooler = new AttentionPool(config.EmbeddingDim, config.PoolHeads, 1, device);
         text_encoder = new BertModel(config.Text, device);
@@ -63,7 +65,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
         logit_scale = new Parameter(full([], sigLip ? Math.Log(10) : Math.Log(1 / config.InitialTemperature), device: device));
         logit_bias = new Parameter(full([], sigLip ? -10.0 : 0.0, device: device), requires_grad: sigLip);
         report_decoder = new ReportDecoder(config.ReportVocabularySize, config.DecoderWidth, config.DecoderHeads, config.DecoderLayers, config.MaxTextTokens, config.EmbeddingDim, device);
-        mim_head = Linear(e.Width, (long)e.InChannels * e.PatchSize * e.PatchSize * e.PatchSize, device: device);
+        mim_head = Linear(e.Width, (long)config.BackboneChannels * e.PatchSize * e.PatchSize * e.PatchSize, device: device);
         RegisterComponents();
         if (device is null || device.type != DeviceType.META)
         {
@@ -118,8 +120,9 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     public Tensor EncodeImageTokens(Tensor volumes, Tensor? mask = null)
     {
         using var scope = NewDisposeScope();
-        var grid = backbone.Grid(volumes);
-        var tokens = backbone.forward(volumes, mask);
+        var input = WithWindows(volumes);
+        var grid = backbone.Grid(input);
+        var tokens = backbone.forward(input, mask);
         return scope.MoveToOuter(ProjectTokens(tokens, grid));
     }
 
@@ -131,8 +134,9 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     {
         ArgumentNullException.ThrowIfNull(volumes);
         using var scope = NewDisposeScope();
-        var grid = backbone.Grid(volumes);
-        var tokens = backbone.forward(volumes, null);
+        var input = WithWindows(volumes);
+        var grid = backbone.Grid(input);
+        var tokens = backbone.forward(input, null);
         if (!project && !pool)
         {
             return scope.MoveToOuter(ToMap(tokens, grid));
@@ -171,7 +175,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
         ArgumentNullException.ThrowIfNull(volume);
         var p = config.Encoder.PatchSize;
         var crop = config.Encoder.InputSize;
-        var grid = backbone.Grid(volume);
+        var grid = backbone.Grid(WithWindows(volume));
         if (volume.shape[0] != 1 || overlapVoxels < 0 || overlapVoxels % p != 0 || overlapVoxels >= crop || volume.shape.Skip(2).Any(s => s < crop))
         {
             throw new ArgumentException(
@@ -267,20 +271,47 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     {
         ArgumentNullException.ThrowIfNull(volumes);
         using var scope = NewDisposeScope();
-        var grid = backbone.Grid(volumes);
+        var input = WithWindows(volumes);
+        var grid = backbone.Grid(input);
         var b = volumes.shape[0];
         var n = grid[0] * grid[1] * grid[2];
         var masked = Math.Max(1, (long)Math.Round(config.MaskRatio * n));
         var noise = rand([b, n], generator: generator, device: volumes.device);
         var rank = noise.argsort(1).argsort(1);
         var mask = rank.lt(masked);
-        var tokens = backbone.forward(volumes, mask);
+        var tokens = backbone.forward(input, mask);
         var prediction = mim_head.forward(tokens);
-        var target = Patchify(volumes);
+        var target = Patchify(input);
         return (scope.MoveToOuter(prediction), scope.MoveToOuter(target), scope.MoveToOuter(mask));
     }
 
-    /// <summary>Cuts volumes (B x C x D x H x W) into patch voxels (B x N x p^3 C) in token order.</summary>
+    /// <summary>
+    /// The backbone's input: the volumes (B x 1 x D x H x W, the <c>colipri</c> preset's HU / 1000 scale) followed by one
+    /// channel per <see cref="ColipriConfig.InputWindows"/> entry (HU window mapped to [-1, 1], clamped); the volumes
+    /// themselves without windows.
+    /// </summary>
+    public Tensor WithWindows(Tensor volumes)
+    {
+        ArgumentNullException.ThrowIfNull(volumes);
+        if (windows is null)
+        {
+            return volumes.alias();
+        }
+
+        using var scope = NewDisposeScope();
+        var channels = new List<Tensor> { volumes };
+        foreach (var w in windows)
+        {
+            // HU = 1000 x; window: 2 (HU - min) / (max - min) - 1.
+            var scale = 2000.0 / (w.MaxHu - w.MinHu);
+            var offset = (-2.0 * w.MinHu / (w.MaxHu - w.MinHu)) - 1;
+            channels.Add((volumes * scale + offset).clamp(-1, 1));
+        }
+
+        return scope.MoveToOuter(cat(channels, 1));
+    }
+
+    /// <summary>Cuts backbone inputs (B x C x D x H x W, after <see cref="WithWindows"/>) into patch voxels (B x N x p^3 C) in token order.</summary>
     public Tensor Patchify(Tensor volumes)
     {
         using var scope = NewDisposeScope();
