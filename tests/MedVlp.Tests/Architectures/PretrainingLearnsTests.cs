@@ -22,8 +22,9 @@ namespace MedVlp.Tests.Architectures;
 /// recipe's objective through the <see cref="Trainer"/> on the middle axial slices of the synthetic brains, then a
 /// cross-validated linear probe of the diagnosis (CN / MCI / AD: ventricle size and cortical atrophy) on 150 held-out slices
 /// (5 folds, averaged over 4 fold assignments), compared with the same encoder at its random initialisation. Measured:
-/// M-FLAG 0.572 -> 0.628 (with the real MiniLM as its frozen language model; a random tiny BERT gives no signal), LVM-Med
-/// 0.572 -> 0.678 (image only, two views).
+/// M-FLAG (the <c>mflag</c> recipe's optimizer, schedule and frozen image batch-norm statistics, the real MiniLM as its
+/// frozen language model, both probes in eval mode) 0.572 -> 0.695 on the pooled feature and 0.595 -> 0.623 on the
+/// shared-space embedding; LVM-Med 0.572 -> 0.678 (image only, two views).
 /// </summary>
 [Collection(nameof(TorchRandomState))]
 public sealed class PretrainingLearnsTests(ITestOutputHelper output)
@@ -56,15 +57,23 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
         var loaded = WeightLoader.Load(model.TextEncoder, OnnxInitializers.Load(TestData.File("minilm/model.onnx")), new WeightLoadOptions { Layout = "hf-bert" });
         Assert.True(loaded.IsComplete, loaded.Describe());
         model.CacheFrozenTextOutputs = true;
-        // The released trainer saves the encoder for downstream tasks: probe its pooled feature, as the paper evaluates.
-        Func<Tensor, Tensor> encode = x => nn.functional.normalize(model.ImageEncoder.forward(x), dim: -1);
-        var before = Probe(encode);
-        using var objective = new MFlagObjective(model);
+        // The released trainer saves the encoder for downstream tasks: probe its pooled feature, as the paper evaluates, and
+        // the shared-space embedding; both in eval() mode, as `medvlp probe` embeds (a fresh encoder's batch norm then
+        // normalises with its initial statistics, mean 0 and variance 1).
+        model.eval();
+        var before = (Features: Probe(model.EncodeImageFeatures), Embedding: Probe(model.EncodeImages));
+        // The tiny recipe's objective: the image encoder's batch-norm statistics stay frozen (MFlagRecipeArchitecture).
+        var recipe = ((RecipeArchitectures.TryGet("mflag", out var a) ? a : null) ?? throw new InvalidOperationException("mflag recipe missing")).Recipes.Single(r => r.Name == "mflag");
+        using var objective = new MFlagObjective(model, freezeImageNormStatistics: true);
         var collator = new TrainingBatchCollator(tokenizer, config.MaxTextTokens);
-        Train(objective, collator, Data.Value.Reports, views: 1, augmentation: null, lr: 2e-3);
-        var after = Probe(encode);
-        Report("M-FLAG", before, after);
-        Assert.True(after - before >= 0.04, $"M-FLAG: probe accuracy {before:F3} -> {after:F3}, expected a gain of at least 0.04");
+        Train(objective, collator, Data.Value.Reports, views: 1, augmentation: null, recipe.Optimizer, LearningRateSchedule.CosineWarmRestarts((long)(recipe.Schedule.FirstCycleFraction * 8 * 160 / 32), minimumRate: recipe.Schedule.MinimumRate));
+        model.eval();
+        var after = (Features: Probe(model.EncodeImageFeatures), Embedding: Probe(model.EncodeImages));
+        Report("M-FLAG (pooled feature)", before.Features, after.Features);
+        Report("M-FLAG (embedding)", before.Embedding, after.Embedding);
+        // Measured 0.572 -> 0.695 and 0.595 -> 0.623; with batch statistics (the released setting) 0.572 -> 0.577 and 0.595 -> 0.538.
+        Assert.True(after.Features - before.Features >= 0.08, $"M-FLAG: pooled-feature probe accuracy {before.Features:F3} -> {after.Features:F3}, expected a gain of at least 0.08");
+        Assert.True(after.Embedding > before.Embedding, $"M-FLAG: embedding probe accuracy {before.Embedding:F3} -> {after.Embedding:F3}, expected a gain");
     }
 
     [Fact]
@@ -76,7 +85,7 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
         using var objective = new LvmMedObjective(model, model.CreateLoss(seed: 11));
         var collator = new TrainingBatchCollator(WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")), 8);
         var augmentation = ((RecipeArchitectures.TryGet("lvmmed", out var a) ? a : null) ?? throw new InvalidOperationException("lvmmed recipe missing")).DefaultAugmentation(config);
-        Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, lr: 2e-3);
+        Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, new OptimizerSettings { LearningRate = 2e-3, WeightDecay = 1e-4 }, LearningRateSchedule.WarmupCosine(0.1));
         var after = Probe(model.EncodeImages);
         Report("LVM-Med", before, after);
         Assert.True(after - before >= 0.05, $"LVM-Med: probe accuracy {before:F3} -> {after:F3}, expected a gain of at least 0.05");
@@ -85,14 +94,14 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
     private void Report(string name, double before, double after) =>
         output.WriteLine($"{name}: held-out diagnosis probe accuracy (5-fold, mean of 4 fold assignments) {before:F3} -> {after:F3}");
 
-    private static void Train(TrainingObjective objective, TrainingBatchCollator collator, string[] reports, int views, TransformPipeline? augmentation, double lr)
+    private static void Train(TrainingObjective objective, TrainingBatchCollator collator, string[] reports, int views, TransformPipeline? augmentation, OptimizerSettings optimizer, LearningRateSchedule schedule)
     {
         var d = Data.Value;
         var data = new AugmentedTrainingData(d.Train, reports, augmentation, views, v => Collator.CollateImages(v), collator, 32, seed: 3);
         var options = new TrainerOptions
         {
-            Optimizer = new OptimizerSettings { LearningRate = lr, WeightDecay = 1e-4 },
-            Schedule = LearningRateSchedule.WarmupCosine(0.1),
+            Optimizer = optimizer,
+            Schedule = schedule,
             Epochs = 8,
             Seed = 3,
         };

@@ -13,26 +13,42 @@ namespace MedVlp.Architectures.MFlag;
 /// plus <see cref="AlignmentLoss"/> between the projections (terms <c>orthogonality</c>, <c>alignment</c>). Every example needs
 /// a report. Batch norm runs on the micro-batch, so use one micro-batch per step (the released trainer's setting).
 /// </summary>
+/// <remarks>
+/// With <c>freezeImageNormStatistics</c> the image encoder's batch-norm layers run in <c>eval()</c> mode during training:
+/// they normalise with their running statistics, which then never change, and only their scale and shift train (the
+/// "frozen batch norm" of detection fine-tuning). The released code trains from ImageNet weights, whose statistics are
+/// already meaningful, with batch statistics; a randomly initialised encoder trained for a few dozen steps does better
+/// with frozen statistics (see the <c>mflag</c> recipe), and its training and inference forwards are then the same function.
+/// </remarks>
 public sealed class MFlagObjective : TrainingObjective
 {
     private readonly MFlagModel _model;
     private readonly LossPair _losses;
+    private readonly nn.Module[] _imageNorms;
 
     /// <summary>Creates the objective.</summary>
     /// <param name="model">The model (its language model frozen by <see cref="MFlagModel.DefaultFreeze"/>).</param>
     /// <param name="orthogonality">The orthogonality loss (null: the released form, lambda 0.0051, halved).</param>
     /// <param name="alignment">The alignment loss (null: the released form).</param>
-    public MFlagObjective(MFlagModel model, OrthogonalityLoss? orthogonality = null, AlignmentLoss? alignment = null)
-        : this(model, new LossPair(orthogonality ?? new OrthogonalityLoss(), alignment ?? new AlignmentLoss()))
+    /// <param name="freezeImageNormStatistics">Keep the image encoder's batch-norm layers in <c>eval()</c> mode while
+    /// training (false: batch statistics, as released).</param>
+    public MFlagObjective(MFlagModel model, OrthogonalityLoss? orthogonality = null, AlignmentLoss? alignment = null, bool freezeImageNormStatistics = false)
+        : this(model, new LossPair(orthogonality ?? new OrthogonalityLoss(), alignment ?? new AlignmentLoss()), freezeImageNormStatistics)
     {
     }
 
-    private MFlagObjective(MFlagModel model, LossPair losses)
+    private MFlagObjective(MFlagModel model, LossPair losses, bool freezeImageNormStatistics)
         : base(model, losses)
     {
         _model = model;
         _losses = losses;
+        _imageNorms = freezeImageNormStatistics
+            ? [.. model.ImageEncoder.named_modules().Select(m => m.module).Where(m => m is TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.BatchNorm3d)]
+            : [];
     }
+
+    /// <summary>Whether the image encoder's batch-norm statistics stay fixed during training.</summary>
+    public bool FreezesImageNormStatistics => _imageNorms.Length > 0;
 
     /// <inheritdoc />
     public override FeatureSet Encode(TrainingBatch batch)
@@ -41,6 +57,15 @@ public sealed class MFlagObjective : TrainingObjective
         if (batch.TextIds is null || batch.TextMask is null || batch.Paired.Any(p => !p))
         {
             throw new ArgumentException("M-FLAG aligns every image with its report; this batch has examples without one.", nameof(batch));
+        }
+
+        // The trainer switches every module with trainable parameters to train() (at the start and after each evaluation).
+        foreach (var norm in _imageNorms)
+        {
+            if (norm.training)
+            {
+                norm.eval();
+            }
         }
 
         using var scope = NewDisposeScope();
@@ -96,7 +121,7 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
         new()
         {
             Name = "mflag",
-            Description = "M-FLAG, CPU-sized: the tiny model (ResNet 2D, frozen BERT), orthogonality + alignment, AdamW 1e-3 (wd 0.05), cosine warm restarts (first cycle 40% of the run), batch 32, 2D slices.",
+            Description = "M-FLAG, CPU-sized: the tiny model (ResNet 2D, frozen BERT), orthogonality + alignment, AdamW 1e-3 (wd 0.05), cosine warm restarts (first cycle 40% of the run), batch 32, 2D slices; the image encoder's batch-norm statistics stay frozen at initialisation.",
             Architecture = "mflag",
             Size = "tiny",
             Objectives = [new ObjectiveSettings { Name = "mflag", Loss = "mflag" }],
@@ -162,10 +187,14 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
             throw new NotSupportedException("The M-FLAG recipe runs in one process (its batch norm and orthogonality loss see the local batch).");
         }
 
+        ArgumentNullException.ThrowIfNull(recipe);
         var m = (MFlagModel)model.Module;
         m.Apply(MFlagModel.DefaultFreeze);
         m.CacheFrozenTextOutputs = true;
-        return new MFlagObjective(m);
+        // The tiny encoder starts from random weights and trains for a few dozen steps: its batch-norm statistics stay at
+        // their initial values (mean 0, variance 1) and only scale and shift train. Batch statistics (as released, from
+        // ImageNet weights) lose the random encoder's separation of the synthetic diagnoses (README, M-FLAG).
+        return new MFlagObjective(m, freezeImageNormStatistics: recipe.Size != ModelRegistry.Full);
     }
 }
 
