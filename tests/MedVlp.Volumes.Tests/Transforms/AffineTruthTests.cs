@@ -72,6 +72,38 @@ public sealed class AffineTruthTests
         AssertTrilinearTruth(input, output, -7);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void RandomAffineOfASingleSliceStaysInItsPlane(int axis)
+    {
+        // One slice of the real volume along each axis: tilting it out of plane would sample outside and blank it.
+        var full = Anatomical.Value;
+        var start = new VoxelOffset(axis == 0 ? full.Shape.X / 2 : 0, axis == 1 ? full.Shape.Y / 2 : 0, axis == 2 ? full.Shape.Z / 2 : 0);
+        var size = new VolumeShape(axis == 0 ? 1 : full.Shape.X, axis == 1 ? 1 : full.Shape.Y, axis == 2 ? 1 : full.Shape.Z);
+        var slice = new SpatialCrop { Start = start, Size = size }.Apply(full);
+        var transform = new RandomAffine { MaxRotationDegrees = 30, MaxScale = 0.2, MaxTranslationMm = 6, FillValue = -7 };
+        var moved = 0;
+        for (var seed = 0; seed < 8; seed++)
+        {
+            var output = transform.Apply(slice, new Random(seed));
+            var toInput = slice.Affine.Inverse() * output.Affine;
+            foreach (var (i, j, k) in new[] { (0, 0, 0), (size.X - 1, size.Y - 1, size.Z - 1), (size.X / 3, size.Y / 2, size.Z / 4) })
+            {
+                var p = toInput.Apply(i, j, k);
+                Assert.Equal(0, axis == 0 ? p.X : axis == 1 ? p.Y : p.Z, 9);
+            }
+
+            var data = output.GetFrame(0).ToArray();
+            Assert.True(data.Count(v => v == -7f) < data.Length / 2, $"seed {seed}: {data.Count(v => v == -7f)} of {data.Length} voxels came from outside the slice");
+            moved += output.Affine.ApproximatelyEquals(slice.Affine, 1e-3) ? 0 : 1;
+            AssertTrilinearTruth(slice, output, -7);
+        }
+
+        Assert.Equal(8, moved);
+    }
+
     [Fact]
     public void ResamplingTransformsSampleWhereTheirAffineSays()
     {

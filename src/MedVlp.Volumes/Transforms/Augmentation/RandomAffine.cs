@@ -5,6 +5,12 @@ namespace MedVlp.Volumes.Transforms;
 /// rotate correctly), resampled onto a grid of the same shape. Output voxel v samples the input at <c>M v</c>, and the
 /// output affine is <c>A_in M</c>: the affine stays true (the array content moves; the anatomy keeps its world position).
 /// </summary>
+/// <remarks>
+/// An axis of extent 1 (a single slice, or a 2D image stored as a volume) does not move: the rotation is then only about
+/// that axis (in the slice's plane), with no scaling or translation along it, since tilting a one-voxel-thick slice
+/// would sample outside it and blank most of the image. The random draws are the same either way, so a seed gives the
+/// same in-plane transform.
+/// </remarks>
 public sealed class RandomAffine : RandomTransform
 {
     /// <summary>The largest rotation about each axis, in degrees (uniform in [-x, x]; default 10).</summary>
@@ -57,6 +63,19 @@ public sealed class RandomAffine : RandomTransform
         for (var a = 0; a < 3; a++)
         {
             shifts[a] = Uniform(random, -MaxTranslationMm, MaxTranslationMm);
+        }
+
+        int[] extents = [volume.Shape.X, volume.Shape.Y, volume.Shape.Z];
+        for (var a = 0; a < 3; a++)
+        {
+            if (extents[a] == 1)
+            {
+                // The other two axes' rotations tilt axis a out of the slice.
+                angles[(a + 1) % 3] = 0;
+                angles[(a + 2) % 3] = 0;
+                scales[a] = 1;
+                shifts[a] = 0;
+            }
         }
 
         var map = VoxelMapping(volume, angles, scales, shifts);
