@@ -7,9 +7,11 @@ shared/reference/methods.md section 5 with PyTorch autograd and scipy's linear_s
   X          = argmax_X <Cv, X> over permutations (linear assignment)
   backward   : X' = argmax <Cv - lambda dL/dX, X>,  dL/dCv = (X - X') / lambda     (Vlastelica et al., maximisation form)
   loss       = Hamming(X, I) / N = sum(X (1 - I) + (1 - X) I) / N
+               [+ c * (CE(Cv / t, arange N) + CE(Cv^T / t, arange N)) / 2]   (optional contrastive term, weight c, temperature t)
 
-Writes data/graph_matching_golden.json: cases with n, d, lambda, local_weight, view1, view2 (and local1/local2 with
-their shapes when used), loss, grad_view1, grad_view2, the assignment.
+Writes data/graph_matching_golden.json: cases with n, d, lambda, local_weight, contrastive_weight, contrastive_temperature,
+view1, view2 (and local1/local2 with their shapes when used), loss (and hamming, contrastive), grad_view1, grad_view2,
+the assignment.
 Run: /usr/bin/python3 tests/golden/make_graph_matching_golden.py
 """
 import json
@@ -43,7 +45,7 @@ class BlackBoxMatching(torch.autograd.Function):
         return (x - xp) / ctx.lam, None
 
 
-def loss_fn(v1, v2, lam, l1=None, l2=None, w=0.5):
+def loss_fn(v1, v2, lam, l1=None, l2=None, w=0.5, cw=0.0, ct=0.1):
     z1, z2 = F.normalize(v1, dim=-1), F.normalize(v2, dim=-1)
     cv = z1 @ z2.T
     if l1 is not None:
@@ -54,18 +56,22 @@ def loss_fn(v1, v2, lam, l1=None, l2=None, w=0.5):
         cv = cv + w * (a @ b.T).reshape(n, p, n, q).amax(3).mean(1)
     x = BlackBoxMatching.apply(cv, lam)
     eye = torch.eye(x.shape[0])
-    return (x * (1 - eye) + (1 - x) * eye).sum() / x.shape[0], x
+    hamming = (x * (1 - eye) + (1 - x) * eye).sum() / x.shape[0]
+    targets = torch.arange(x.shape[0])
+    contrastive = (F.cross_entropy(cv / ct, targets) + F.cross_entropy(cv.T / ct, targets)) / 2
+    return hamming + cw * contrastive if cw > 0 else hamming, x, hamming, contrastive
 
 
 torch.manual_seed(20261123)
 cases = []
-for n, d, noise, lam, local in ((8, 4, 1.5, 80.0, None), (16, 32, 2.5, 80.0, None), (33, 7, 1.0, 10.0, None),
-                                (12, 6, 1.5, 80.0, (3, 2, 5))):
+for n, d, noise, lam, local, cw, ct in ((8, 4, 1.5, 80.0, None, 0.0, 0.1), (16, 32, 2.5, 80.0, None, 0.0, 0.1),
+                                        (33, 7, 1.0, 10.0, None, 0.0, 0.1), (12, 6, 1.5, 80.0, (3, 2, 5), 0.0, 0.1),
+                                        (16, 8, 1.5, 80.0, None, 1.0, 0.1), (12, 6, 1.5, 20.0, (3, 2, 5), 0.5, 0.25)):
     v1 = torch.randn(n, d)
     v2 = v1 + noise * torch.randn(n, d)
     v1.requires_grad_(True)
     v2.requires_grad_(True)
-    case = {"n": n, "d": d, "lambda": lam, "local_weight": 0.5}
+    case = {"n": n, "d": d, "lambda": lam, "local_weight": 0.5, "contrastive_weight": cw, "contrastive_temperature": ct}
     l1 = l2 = None
     if local is not None:
         p, q, dl = local
@@ -73,10 +79,11 @@ for n, d, noise, lam, local in ((8, 4, 1.5, 80.0, None), (16, 32, 2.5, 80.0, Non
         l2 = torch.randn(n, q, dl, requires_grad=True)
         case.update({"local_shape1": [n, p, dl], "local_shape2": [n, q, dl],
                      "local1": l1.detach().flatten().tolist(), "local2": l2.detach().flatten().tolist()})
-    loss, x = loss_fn(v1, v2, lam, l1, l2)
+    loss, x, hamming, contrastive = loss_fn(v1, v2, lam, l1, l2, cw=cw, ct=ct)
     loss.backward()
     case.update({"view1": v1.detach().flatten().tolist(), "view2": v2.detach().flatten().tolist(),
-                 "loss": loss.item(), "assignment": x.argmax(1).tolist(),
+                 "loss": loss.item(), "hamming": hamming.item(), "contrastive": contrastive.item(),
+                 "assignment": x.argmax(1).tolist(),
                  "grad_view1": v1.grad.flatten().tolist(), "grad_view2": v2.grad.flatten().tolist()})
     if l1 is not None:
         case["grad_local1"] = l1.grad.flatten().tolist()

@@ -60,6 +60,17 @@ public sealed class GraphMatchingLossOptions
 
     /// <summary>Divide the Hamming distance by N (the loss is then in [0, 2]).</summary>
     public bool NormalizeHamming { get; set; } = true;
+
+    /// <summary>
+    /// Weight of an optional soft first-order term added to the Hamming distance (term <c>contrastive</c>): the
+    /// symmetric InfoNCE of the vertex affinities divided by <see cref="ContrastiveTemperature"/>, image i of view 2
+    /// being the positive of image i of view 1 (the softmax relaxation of the first-order matching). Not part of the
+    /// paper's description of its loss (a MedVlp option); 0 (the default) leaves the Hamming distance alone.
+    /// </summary>
+    public double ContrastiveWeight { get; set; }
+
+    /// <summary>Temperature of the <see cref="ContrastiveWeight"/> term (default 0.1).</summary>
+    public double ContrastiveTemperature { get; set; } = 0.1;
 }
 
 /// <summary>
@@ -68,7 +79,9 @@ public sealed class GraphMatchingLossOptions
 /// similarity of the node embeddings (plus a weighted local feature-map similarity), edge affinity = cosine similarity
 /// of the edge features; a combinatorial solver matches view 1 to view 2 (first order: linear assignment, second
 /// order: quadratic assignment), differentiated by the black-box or I-MLE estimator; the loss is the Hamming distance
-/// of the matching to the identity (image i of view 1 is image i of view 2). Term: <c>hamming</c>.
+/// of the matching to the identity (image i of view 1 is image i of view 2). Term: <c>hamming</c>; with
+/// <see cref="GraphMatchingLossOptions.ContrastiveWeight"/> above 0, also <c>contrastive</c> (the total is
+/// <c>hamming + weight * contrastive</c>).
 /// </summary>
 /// <remarks>
 /// The released LVM-Med details of the affinities are not public in full (see methods.md, tagged unverified); every
@@ -95,6 +108,16 @@ public sealed class GraphMatchingLoss : VlpLoss<GraphMatchingInput>
         if (!(this.options.Lambda > 0))
         {
             throw new ArgumentOutOfRangeException(nameof(options), this.options.Lambda, "Lambda must be positive.");
+        }
+
+        if (!(this.options.ContrastiveWeight >= 0) || !double.IsFinite(this.options.ContrastiveWeight))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), this.options.ContrastiveWeight, "ContrastiveWeight must be finite and at least 0.");
+        }
+
+        if (!(this.options.ContrastiveTemperature > 0) || !double.IsFinite(this.options.ContrastiveTemperature))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), this.options.ContrastiveTemperature, "ContrastiveTemperature must be positive and finite.");
         }
 
         solver = this.options.Solver ?? (this.options.Order == GraphMatchingOrder.First ? LinearAssignmentSolver.Instance : new FrankWolfeQapSolver());
@@ -157,7 +180,15 @@ public sealed class GraphMatchingLoss : VlpLoss<GraphMatchingInput>
             hamming = hamming / n;
         }
 
-        return new LossOutput(hamming, [new("hamming", hamming)]);
+        if (options.ContrastiveWeight == 0)
+        {
+            return new LossOutput(hamming, [new("hamming", hamming)]);
+        }
+
+        var logits = graph.Vertex / options.ContrastiveTemperature;
+        var targets = arange(n, dtype: ScalarType.Int64, device: logits.device);
+        var contrastive = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2;
+        return new LossOutput(hamming + (options.ContrastiveWeight * contrastive), [new("hamming", hamming), new("contrastive", contrastive)]);
     }
 
     /// <inheritdoc />

@@ -5,14 +5,15 @@ using static TorchSharp.torch;
 
 namespace MedVlp.Losses.Tests.Matching;
 
-/// <summary>GraphMatchingLoss (first order, black-box) value and gradients against the PyTorch reference in tests/golden/make_graph_matching_golden.py.</summary>
+/// <summary>GraphMatchingLoss (first order, black-box, with and without the contrastive term) value and gradients against the
+/// PyTorch reference in tests/golden/make_graph_matching_golden.py.</summary>
 public sealed class GraphMatchingGoldenTests
 {
     [Fact]
     public void ValueAndGradientsEqualThePyTorchReference()
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(TestData.Golden("graph_matching_golden.json")));
-        var count = 0;
+        int count = 0, contrastive = 0;
         foreach (var c in doc.RootElement.EnumerateArray())
         {
             using var scope = NewDisposeScope();
@@ -32,11 +33,24 @@ public sealed class GraphMatchingGoldenTests
                 Order = GraphMatchingOrder.First,
                 Lambda = c.GetProperty("lambda").GetDouble(),
                 LocalWeight = c.GetProperty("local_weight").GetDouble(),
+                ContrastiveWeight = c.GetProperty("contrastive_weight").GetDouble(),
+                ContrastiveTemperature = c.GetProperty("contrastive_temperature").GetDouble(),
             });
             var input = new GraphMatchingInput(v1, v2, l1, l2);
             Assert.Equal(c.GetProperty("assignment").EnumerateArray().Select(x => x.GetInt32()).ToArray(), loss.Match(input));
             using var output = loss.call(input);
-            Assert.Equal(c.GetProperty("loss").GetDouble(), output.Total.item<float>(), 6);
+            Assert.Equal(c.GetProperty("loss").GetDouble(), output.Total.item<float>(), 5);
+            Assert.Equal(c.GetProperty("hamming").GetDouble(), output.Terms["hamming"].item<float>(), 6);
+            if (c.GetProperty("contrastive_weight").GetDouble() > 0)
+            {
+                contrastive++;
+                Assert.Equal(c.GetProperty("contrastive").GetDouble(), output.Terms["contrastive"].item<float>(), 5);
+            }
+            else
+            {
+                Assert.False(output.Terms.ContainsKey("contrastive"));
+            }
+
             output.Total.backward();
             AssertClose(Floats(c, "grad_view1"), v1.grad!);
             AssertClose(Floats(c, "grad_view2"), v2.grad!);
@@ -50,7 +64,8 @@ public sealed class GraphMatchingGoldenTests
             count++;
         }
 
-        Assert.Equal(4, count);
+        Assert.Equal(6, count);
+        Assert.Equal(2, contrastive);
     }
 
     private static void AssertClose(float[] expected, Tensor actual)

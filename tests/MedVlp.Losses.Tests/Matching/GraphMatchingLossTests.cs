@@ -132,6 +132,9 @@ public sealed class GraphMatchingLossTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => loss.call(new GraphMatchingInput(randn(5), randn(5))));
         Assert.Throws<ArgumentException>(() => loss.call(new GraphMatchingInput(randn(1, 4), randn(1, 4))));
         Assert.Throws<ArgumentException>(() => loss.call(new GraphMatchingInput(randn(5, 4), randn(5, 4), randn(5, 2, 3))));
+        Assert.Contains("ContrastiveWeight", Assert.Throws<ArgumentOutOfRangeException>(() => new GraphMatchingLoss(new GraphMatchingLossOptions { ContrastiveWeight = -1 })).Message, StringComparison.Ordinal);
+        Assert.Contains("ContrastiveWeight", Assert.Throws<ArgumentOutOfRangeException>(() => new GraphMatchingLoss(new GraphMatchingLossOptions { ContrastiveWeight = double.NaN })).Message, StringComparison.Ordinal);
+        Assert.Contains("ContrastiveTemperature", Assert.Throws<ArgumentOutOfRangeException>(() => new GraphMatchingLoss(new GraphMatchingLossOptions { ContrastiveTemperature = 0 })).Message, StringComparison.Ordinal);
     }
 
     /// <summary>
