@@ -5,6 +5,7 @@ using MedVlp.Modeling;
 using MedVlp.Modeling.Backbones;
 using MedVlp.Serialization;
 using MedVlp.Testing;
+using MedVlp.Text;
 using MedVlp.Tests.Blocks;
 using MedVlp.Training;
 using MedVlp.Weights;
@@ -133,8 +134,10 @@ public sealed class LvmMedTests(ITestOutputHelper output)
     [Fact]
     public void ATrainerStepLeavesNoTensorAlive()
     {
-        using var model = (LvmMedModel)ModelRegistry.Create(LvmMedConfig.Tiny() with { Matching = new LvmMedMatchingConfig { Neighbors = 3 } }, new ModelCreateOptions { Seed = 3 });
-        using var objective = new LvmMedObjective(model);
+        // The tiny recipe's objective: contrastive term on, encoder batch-norm statistics frozen.
+        var tiny = LvmMedConfig.Tiny();
+        using var model = (LvmMedModel)ModelRegistry.Create(tiny with { Matching = tiny.Matching with { Neighbors = 3 } }, new ModelCreateOptions { Seed = 3 });
+        using var objective = new LvmMedObjective(model, freezeEncoderNormStatistics: true);
         using var trainer = new Trainer(objective, new TrainerOptions { Optimizer = new OptimizerSettings { LearningRate = 1e-3 }, Steps = 10 });
         using var views = rand(8, 1, 64, 64);
         using var other = views.flip(-1);
@@ -153,6 +156,41 @@ public sealed class LvmMedTests(ITestOutputHelper output)
 
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         Assert.Contains(trainer.Parameters.All, p => p.grad is not null);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void FrozenEncoderNormStatisticsStayAtInitialisationWhileTheContrastiveTermTrains(bool freeze)
+    {
+        using var model = (LvmMedModel)ModelRegistry.Create("lvmmed", ModelRegistry.Tiny, new ModelCreateOptions { Seed = 5 });
+        Assert.Equal(1, model.Sizes.Matching.ContrastiveWeight);
+        using var objective = new LvmMedObjective(model, freezeEncoderNormStatistics: freeze);
+        Assert.Equal(freeze, objective.FreezesEncoderNormStatistics);
+        var norms = model.ImageEncoder.named_modules().Select(m => m.module).OfType<TorchSharp.Modules.BatchNorm2d>().ToArray();
+        Assert.NotEmpty(norms);
+        using var trainer = new Trainer(objective, new TrainerOptions { Optimizer = new OptimizerSettings { LearningRate = 1e-2 }, Steps = 2 });
+        using var views = rand(6, 1, 64, 64);
+        using var other = views.flip(-1);
+        model.train(); // as Trainer.Fit does before its steps
+        var terms = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            using var batch = new TrainingBatch(views.alias(), other.alias(), null, null, new bool[6]);
+            var step = trainer.TrainStep([batch], 1e-2);
+            terms = [.. step.Keys];
+        }
+
+        Assert.Contains("hamming", terms);
+        Assert.Contains("contrastive", terms);
+        Assert.Equal(freeze, norms.All(n => n.running_mean!.eq(0).all().item<bool>() && n.running_var!.eq(1).all().item<bool>()));
+        Assert.Equal(freeze, norms.All(n => !n.training));
+        Assert.Contains(norms, n => !n.weight!.eq(1).all().item<bool>());
+        var recipe = TrainingRecipe.Resolve("lvmmed");
+        using var recipeModel = recipe.CreateModel(WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")));
+        using var recipeObjective = (LvmMedObjective)recipe.Plugin!.CreateObjective(recipe, recipeModel, null);
+        Assert.True(recipeObjective.FreezesEncoderNormStatistics);
+        Assert.Equal(1, ((LvmMedModel)recipeModel.Module).Sizes.Matching.ContrastiveWeight);
     }
 
     private static int[] Ints(Tensor t) => t.to(ScalarType.Float64).data<double>().Select(v => (int)Math.Round(v)).ToArray();

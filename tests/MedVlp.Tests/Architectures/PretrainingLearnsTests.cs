@@ -24,7 +24,8 @@ namespace MedVlp.Tests.Architectures;
 /// (5 folds, averaged over 4 fold assignments), compared with the same encoder at its random initialisation. Measured:
 /// M-FLAG (the <c>mflag</c> recipe's optimizer, schedule and frozen image batch-norm statistics, the real MiniLM as its
 /// frozen language model, both probes in eval mode) 0.572 -> 0.695 on the pooled feature and 0.595 -> 0.623 on the
-/// shared-space embedding; LVM-Med 0.572 -> 0.678 (image only, two views).
+/// shared-space embedding; LVM-Med (image only, two views, the <c>lvmmed</c> recipe's objective, optimizer and augmentation,
+/// three model seeds) 0.572 -> 0.772, 0.767 -> 0.903 and 0.727 -> 0.838.
 /// </summary>
 [Collection(nameof(TorchRandomState))]
 public sealed class PretrainingLearnsTests(ITestOutputHelper output)
@@ -79,22 +80,41 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
     [Fact]
     public void LvmMedPretrainingBeatsRandomInitialisationOnTheLinearProbe()
     {
-        var config = LvmMedConfig.Tiny() with { ImageSize = Size, Matching = new LvmMedMatchingConfig { Neighbors = 4 } };
-        using var model = (LvmMedModel)ModelRegistry.Create(config, new ModelCreateOptions { Seed = 11 });
-        var before = Probe(model.EncodeImages);
-        using var objective = new LvmMedObjective(model, model.CreateLoss(seed: 11));
+        // The tiny recipe's objective (graph matching + contrastive term, frozen encoder batch-norm statistics), optimizer,
+        // schedule and augmentation, on three model seeds: a random encoder's probe accuracy varies a lot with its seed.
+        var recipe = TrainingRecipe.Resolve("lvmmed");
+        var plugin = recipe.Plugin ?? throw new InvalidOperationException("lvmmed recipe missing");
+        var tiny = LvmMedConfig.Tiny();
+        var config = tiny with { ImageSize = Size, Matching = tiny.Matching with { Neighbors = 4 } };
+        var augmentation = plugin.DefaultAugmentation(config);
         var collator = new TrainingBatchCollator(WordPieceTextTokenizer.FromVocabularyFile(TestData.File("bert/vocab.txt")), 8);
-        var augmentation = ((RecipeArchitectures.TryGet("lvmmed", out var a) ? a : null) ?? throw new InvalidOperationException("lvmmed recipe missing")).DefaultAugmentation(config);
-        Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, new OptimizerSettings { LearningRate = 2e-3, WeightDecay = 1e-4 }, LearningRateSchedule.WarmupCosine(0.1));
-        var after = Probe(model.EncodeImages);
-        Report("LVM-Med", before, after);
-        Assert.True(after - before >= 0.05, $"LVM-Med: probe accuracy {before:F3} -> {after:F3}, expected a gain of at least 0.05");
+        var gains = new List<double>();
+        foreach (var seed in new[] { 11, 12, 13 })
+        {
+            using var model = (LvmMedModel)ModelRegistry.Create(config, new ModelCreateOptions { Seed = seed });
+            var before = Probe(model.EncodeImages);
+            using var objective = new LvmMedObjective(model, model.CreateLoss(seed: seed), freezeEncoderNormStatistics: true);
+            var history = Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, recipe.Optimizer, LearningRateSchedule.WarmupCosine(recipe.Schedule.WarmupFraction));
+            var after = Probe(model.EncodeImages);
+            Report($"LVM-Med (model seed {seed})", before, after);
+            gains.Add(after - before);
+
+            // The objective itself trains: the contrastive term over the vertex affinities falls.
+            var contrastive = history.Select(p => p.Losses["contrastive"]).ToArray();
+            var quarter = contrastive.Length / 4;
+            output.WriteLine($"  contrastive term, first and last quarter of the steps: {contrastive[..quarter].Average():F3} -> {contrastive[^quarter..].Average():F3}");
+            Assert.True(contrastive[^quarter..].Average() < contrastive[..quarter].Average() - 0.2, $"LVM-Med seed {seed}: contrastive term {contrastive[..quarter].Average():F3} -> {contrastive[^quarter..].Average():F3}");
+        }
+
+        // Measured (2 threads / 1 thread): seed 11 0.572 -> 0.772 / 0.775, seed 12 0.767 -> 0.903 / 0.878, seed 13 0.727 -> 0.838 / 0.830.
+        output.WriteLine($"LVM-Med: mean gain {gains.Average():F3}");
+        Assert.True(gains.All(g => g >= 0.04) && gains.Average() >= 0.08, $"LVM-Med: probe gains {string.Join(", ", gains.Select(g => g.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)))}, expected each >= 0.04 and a mean >= 0.08");
     }
 
     private void Report(string name, double before, double after) =>
         output.WriteLine($"{name}: held-out diagnosis probe accuracy (5-fold, mean of 4 fold assignments) {before:F3} -> {after:F3}");
 
-    private static void Train(TrainingObjective objective, TrainingBatchCollator collator, string[] reports, int views, TransformPipeline? augmentation, OptimizerSettings optimizer, LearningRateSchedule schedule)
+    private static IReadOnlyList<TrainingProgress> Train(TrainingObjective objective, TrainingBatchCollator collator, string[] reports, int views, TransformPipeline? augmentation, OptimizerSettings optimizer, LearningRateSchedule schedule)
     {
         var d = Data.Value;
         var data = new AugmentedTrainingData(d.Train, reports, augmentation, views, v => Collator.CollateImages(v), collator, 32, seed: 3);
@@ -106,7 +126,7 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
             Seed = 3,
         };
         using var trainer = new Trainer(objective, options);
-        trainer.Fit(data);
+        return trainer.Fit(data).History;
     }
 
     private static double Probe(Func<Tensor, Tensor> encode)

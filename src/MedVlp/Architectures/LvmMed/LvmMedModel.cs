@@ -118,6 +118,8 @@ public sealed class LvmMedModel : CompositeModel, IImageEncoder
             LocalWeight = matching.LocalWeight,
             EdgeWeight = matching.EdgeWeight,
             MessagePassingDim = matching.MessagePassing ? _config.ProjectionDim : 0,
+            ContrastiveWeight = matching.ContrastiveWeight,
+            ContrastiveTemperature = matching.ContrastiveTemperature,
         });
     }
 }

@@ -24,7 +24,7 @@ public sealed class MFlagObjective : TrainingObjective
 {
     private readonly MFlagModel _model;
     private readonly LossPair _losses;
-    private readonly nn.Module[] _imageNorms;
+    private readonly FrozenBatchNormStatistics? _imageNorms;
 
     /// <summary>Creates the objective.</summary>
     /// <param name="model">The model (its language model frozen by <see cref="MFlagModel.DefaultFreeze"/>).</param>
@@ -42,13 +42,11 @@ public sealed class MFlagObjective : TrainingObjective
     {
         _model = model;
         _losses = losses;
-        _imageNorms = freezeImageNormStatistics
-            ? [.. model.ImageEncoder.named_modules().Select(m => m.module).Where(m => m is TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.BatchNorm3d)]
-            : [];
+        _imageNorms = freezeImageNormStatistics ? new FrozenBatchNormStatistics(model.ImageEncoder) : null;
     }
 
     /// <summary>Whether the image encoder's batch-norm statistics stay fixed during training.</summary>
-    public bool FreezesImageNormStatistics => _imageNorms.Length > 0;
+    public bool FreezesImageNormStatistics => _imageNorms is { Count: > 0 };
 
     /// <inheritdoc />
     public override FeatureSet Encode(TrainingBatch batch)
@@ -60,13 +58,7 @@ public sealed class MFlagObjective : TrainingObjective
         }
 
         // The trainer switches every module with trainable parameters to train() (at the start and after each evaluation).
-        foreach (var norm in _imageNorms)
-        {
-            if (norm.training)
-            {
-                norm.eval();
-            }
-        }
+        _imageNorms?.Apply();
 
         using var scope = NewDisposeScope();
         using var output = _model.Forward(batch.Volumes, batch.TextIds, batch.TextMask);
