@@ -67,7 +67,7 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
         var recipe = ((RecipeArchitectures.TryGet("mflag", out var a) ? a : null) ?? throw new InvalidOperationException("mflag recipe missing")).Recipes.Single(r => r.Name == "mflag");
         using var objective = new MFlagObjective(model, freezeImageNormStatistics: true);
         var collator = new TrainingBatchCollator(tokenizer, config.MaxTextTokens);
-        Train(objective, collator, Data.Value.Reports, views: 1, augmentation: null, recipe.Optimizer, LearningRateSchedule.CosineWarmRestarts((long)(recipe.Schedule.FirstCycleFraction * 8 * 160 / 32), minimumRate: recipe.Schedule.MinimumRate));
+        Train(objective, collator, Data.Value.Reports, views: 1, augmentation: null, recipe.Optimizer, recipe.Schedule.Create());
         model.eval();
         var after = (Features: Probe(model.EncodeImageFeatures), Embedding: Probe(model.EncodeImages));
         Report("M-FLAG (pooled feature)", before.Features, after.Features);
@@ -94,7 +94,7 @@ public sealed class PretrainingLearnsTests(ITestOutputHelper output)
             using var model = (LvmMedModel)ModelRegistry.Create(config, new ModelCreateOptions { Seed = seed });
             var before = Probe(model.EncodeImages);
             using var objective = new LvmMedObjective(model, model.CreateLoss(seed: seed), freezeEncoderNormStatistics: true);
-            var history = Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, recipe.Optimizer, LearningRateSchedule.WarmupCosine(recipe.Schedule.WarmupFraction));
+            var history = Train(objective, collator, [.. Data.Value.Reports.Select(_ => "")], views: 2, augmentation, recipe.Optimizer, recipe.Schedule.Create());
             var after = Probe(model.EncodeImages);
             Report($"LVM-Med (model seed {seed})", before, after);
             gains.Add(after - before);
