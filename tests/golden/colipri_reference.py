@@ -96,14 +96,27 @@ class PatchEmbed(nn.Module):
 
 
 class Primus(nn.Module):
-    def __init__(self, cin, dim, p, depth, heads, hidden):
+    def __init__(self, cin, dim, p, depth, heads, hidden, stem=()):
         super().__init__()
         self.heads = heads
+        # MedVlp's optional convolutional stem (not in Primus): 3^3 convs of stride 2 + exact GELU, then patches of
+        # p / 2^stages on the stem's output (Xiao et al. 2021, "Early convolutions help transformers see better").
+        if stem:
+            layers, c = [], cin
+            for out in stem:
+                layers += [nn.Conv3d(c, out, 3, stride=2, padding=1), nn.GELU()]
+                c = out
+            self.stem = nn.Sequential(*layers)
+            cin, p = c, p >> len(stem)
+        else:
+            self.stem = None
         self.down_projection = PatchEmbed(cin, dim, p)
         self.eva = Eva(dim, depth, heads, hidden)
         self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
 
     def forward(self, x, mask=None):
+        if self.stem is not None:
+            x = self.stem(x)
         x = self.down_projection.proj(x)
         grid = x.shape[2:]
         x = x.flatten(2).transpose(1, 2)  # b (w h d) c, d fastest

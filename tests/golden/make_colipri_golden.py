@@ -228,6 +228,15 @@ v = F.cross_entropy(lg[:, :-1].reshape(-1, 11), lab[:, 1:].reshape(-1), ignore_i
 v.backward()
 losses["lm"] = {"logits": lg.detach().tolist(), "labels": lab.tolist(), "value": v.item(), "grad": lg.grad.tolist()}
 
+# 5. The Primus encoder with MedVlp's convolutional stem (channels 3, 5: two stride-2 stages), 32^3 volumes in patches
+#    of 8 (the patch embedding cuts 2^3 patches of the stem's 8^3 output) -> 4^3 tokens. Drawn last, so the cases above
+#    keep their values.
+primus_stem = Primus(1, dim, 8, 2, heads, 64, stem=(3, 5))
+randomize(primus_stem)
+vol4 = torch.randn(2, 1, 32, 32, 32, requires_grad=True)
+out_s, _ = primus_stem(vol4)
+record("primus_stem", primus_stem, {"volumes": vol4}, out_s)
+
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 header, offset, blobs = {}, 0, []
 for k in sorted(tensors):

@@ -34,6 +34,21 @@ public sealed class ColipriParityTests
     }
 
     [Fact]
+    public void PrimusEncoderWithConvolutionalStemEqualsReference()
+    {
+        BlocksGolden.Use(File);
+        using var encoder = new PrimusEncoder(TinyPrimus with { PatchSize = 8, InputSize = 32, StemChannels = [3, 5] });
+        Assert.Equal(2, encoder.Options.EmbeddingPatchSize);
+        Assert.Contains(encoder.named_parameters(), p => p.name == "stem.2.weight");
+        // The first stem convolution's weight gradient sums 16^3 x 2 products per entry: float32 rounding reaches ~2e-5
+        // relative there, so this case runs in float64 (the golden values are the float64 reference's).
+        encoder.to(ScalarType.Float64);
+        var worst = BlocksGolden.Check("primus_stem", encoder, i => (encoder.forward(i["volumes"].to(ScalarType.Float64)), null));
+        Assert.True(worst < 1e-4);
+        Assert.Throws<ArgumentException>(() => new PrimusEncoder(TinyPrimus with { PatchSize = 4, StemChannels = [3, 5, 7] }));
+    }
+
+    [Fact]
     public void PrimusEncoderEqualsReferenceWithAndWithoutMask()
     {
         BlocksGolden.Use(File);

@@ -176,7 +176,7 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased: 30522).</param>
     public static ColipriConfig Tiny(int vocabularySize = 30522) => new()
     {
-        Encoder = new PrimusEncoderOptions { InputSize = 64, PatchSize = 16, Width = 96, Depth = 2, Heads = 2, LayerScaleInit = 0.1 },
+        Encoder = new PrimusEncoderOptions { InputSize = 64, PatchSize = 16, Width = 96, Depth = 2, Heads = 2, LayerScaleInit = 0.1, StemChannels = [16, 32] },
         Text = new BertConfig
         {
             VocabSize = vocabularySize,
@@ -210,7 +210,14 @@ public sealed record ColipriConfig : ArchitectureConfig
         {
             long w = Encoder.Width, c = BackboneChannels, p = Encoder.PatchSize, h = Encoder.MlpHidden, e = EmbeddingDim;
             var block = (4 * w * w) + (3 * w * h) + (12 * w) + (4 * h);
-            var vision = (w * c * p * p * p) + w + (Encoder.Depth * block) + (2 * w) + w;
+            long stem = 0, stemOut = c, pe = Encoder.EmbeddingPatchSize;
+            foreach (var channels in Encoder.StemChannels ?? [])
+            {
+                stem += (stemOut * channels * 27) + channels;
+                stemOut = channels;
+            }
+
+            var vision = stem + (w * stemOut * pe * pe * pe) + w + (Encoder.Depth * block) + (2 * w) + w;
             long d = Text.HiddenSize, i = Text.IntermediateSize;
             var text = (((long)Text.VocabSize + Text.MaxPositionEmbeddings + Text.TypeVocabSize) * d) + (2 * d)
                 + (Text.NumHiddenLayers * ((4 * ((d * d) + d)) + (2 * d) + (i * d) + i + (d * i) + d + (2 * d)))

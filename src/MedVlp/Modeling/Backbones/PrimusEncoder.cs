@@ -42,6 +42,25 @@ public sealed record PrimusEncoderOptions
     /// <summary>Drop-path rate of the last block (linearly increasing from 0).</summary>
     public double DropPath { get; init; }
 
+    /// <summary>
+    /// Output channels of an optional convolutional stem before the patch embedding (null or empty: none, as Primus and
+    /// COLIPRI). A MedVlp option for small models trained from scratch (a convolutional stem, as in Xiao et al. 2021,
+    /// "Early convolutions help transformers see better"): each entry is a 3 x 3 x 3 Conv3d of stride 2 and padding 1
+    /// followed by an exact GELU (state-dict names <c>stem.{2i}</c>), and the patch embedding then cuts the stem's output
+    /// into patches of <see cref="PatchSize"/> / 2^stages, so the token grid stays <see cref="InputSize"/> /
+    /// <see cref="PatchSize"/>. The stem's receptive field reaches a few voxels into neighbouring patches, so masked image
+    /// modelling sees a masked patch's rim through its neighbours' tokens.
+    /// </summary>
+    public IReadOnlyList<int>? StemChannels { get; init; }
+
+    /// <summary>Stride-2 stages of the convolutional stem (0 without one).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public int StemStages => StemChannels?.Count ?? 0;
+
+    /// <summary>Edge of the patch the patch embedding cuts from its input (the stem's output): <see cref="PatchSize"/> / 2^<see cref="StemStages"/>.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public int EmbeddingPatchSize => PatchSize >> StemStages;
+
     /// <summary>Tokens along each axis of the training crop.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public int GridSize => InputSize / PatchSize;
@@ -58,6 +77,12 @@ public sealed record PrimusEncoderOptions
             throw new ArgumentException(
                 $"Invalid Primus encoder {this}: the input must be a multiple of the patch, the width a multiple of the heads, and the head size a multiple of 6 (three rotary axes of channel pairs).");
         }
+
+        if (StemChannels is { Count: > 0 } stem && (stem.Count > 8 || stem.Any(c => c <= 0) || PatchSize % (1 << stem.Count) != 0))
+        {
+            throw new ArgumentException(
+                $"Invalid Primus encoder stem [{string.Join(", ", stem)}]: expected at most 8 stages of positive channels, each halving the volume, with the patch {PatchSize} a multiple of 2^{stem.Count}.");
+        }
     }
 }
 
@@ -71,6 +96,7 @@ public sealed record PrimusEncoderOptions
 public sealed class PrimusEncoder : Module<Tensor, Tensor>, INoWeightDecay
 {
 #pragma warning disable IDE1006, SA1300 // State-dict names follow dynamic_network_architectures.
+    private readonly Sequential? stem;
     private readonly PatchEmbed3d down_projection;
     private readonly PrimusEva eva;
     private readonly Parameter mask_token;
@@ -84,7 +110,21 @@ public sealed class PrimusEncoder : Module<Tensor, Tensor>, INoWeightDecay
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
-        down_projection = new PatchEmbed3d(options.InChannels, options.Width, options.PatchSize, device: device);
+        var channels = options.InChannels;
+        if (options.StemChannels is { Count: > 0 } stemChannels)
+        {
+            var layers = new List<(string, Module<Tensor, Tensor>)>();
+            for (var i = 0; i < stemChannels.Count; i++)
+            {
+                layers.Add(($"{2 * i}", Conv3d(channels, stemChannels[i], 3, stride: 2, padding: 1, device: device)));
+                layers.Add(($"{(2 * i) + 1}", GELU()));
+                channels = stemChannels[i];
+            }
+
+            stem = Sequential(layers);
+        }
+
+        down_projection = new PatchEmbed3d(channels, options.Width, options.EmbeddingPatchSize, device: device);
         eva = new PrimusEva(options, device);
         mask_token = new Parameter(zeros([1, 1, options.Width], device: device));
         rotary = new RotaryEmbedding(options.Width / options.Heads, 3, options.RotaryTheta);
@@ -112,7 +152,7 @@ public sealed class PrimusEncoder : Module<Tensor, Tensor>, INoWeightDecay
         ArgumentNullException.ThrowIfNull(x);
         using var scope = NewDisposeScope();
         var grid = Grid(x);
-        var tokens = down_projection.forward(x);
+        var tokens = down_projection.forward(stem is null ? x : stem.forward(x));
         if (mask is not null)
         {
             tokens = where(mask.to(ScalarType.Bool).unsqueeze(-1), mask_token.to(tokens.dtype).expand_as(tokens), tokens);
