@@ -22,6 +22,28 @@ public sealed class TrainCommandTests
     }
 
     [Fact]
+    public void ColipriTrainsOnItsChestCtsAroundAFrozenPretrainedTextModel()
+    {
+        // The real all-MiniLM-L6-v2 export as COLIPRI's text encoder, from `medvlp train --synthetic` and from the demo.
+        using var dir = TestData.NewTempFolder();
+        var train = CliRunner.Run("train", "--recipe", "colipri-demo", "--synthetic", "12", "--steps", "2", "--batch", "4", "--out", dir.File("run"),
+            "--text-model", TestData.File("minilm/model.onnx"));
+        Assert.True(train.ExitCode == 0, train.StdErr + train.StdOut);
+        Assert.Contains("frozen text model", train.StdOut, StringComparison.Ordinal);
+        Assert.Contains("val/zero_shot_macro_auroc", File.ReadAllText(dir.File("run/metrics.jsonl")), StringComparison.Ordinal);
+        var config = JsonNode.Parse(File.ReadAllText(dir.File("run/model/config.json")))!;
+        Assert.Equal(384, config["model"]!["text"]!["hidden_size"]!.GetValue<int>());
+
+        var demo = CliRunner.Run("demo", "--arch", "colipri", "--train", "8", "--test", "4", "--steps", "2", "--batch", "4", "--out", dir.File("demo"),
+            "--text-model", TestData.File("minilm/model.onnx"));
+        Assert.True(demo.ExitCode == 0, demo.StdErr + demo.StdOut);
+        Assert.Contains("held-out zero-shot macro AUROC", demo.StdOut, StringComparison.Ordinal);
+        var both = CliRunner.Run("demo", "--arch", "colipri", "--vocab", TestData.File("bert/vocab.txt"), "--text-model", TestData.File("minilm/model.onnx"), "--out", dir.File("x"));
+        Assert.NotEqual(0, both.ExitCode);
+        Assert.Contains("exclude each other", both.StdErr + both.StdOut, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TrainsOnTheManifestThatSynthWrites()
     {
         using var dir = TestData.NewTempFolder();

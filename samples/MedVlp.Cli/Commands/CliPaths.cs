@@ -7,14 +7,18 @@ internal static class CliPaths
     public const string DefaultDemoFolder = "out/demo";
 
     /// <summary>The repository's bert-base-uncased vocabulary (<c>.testdata/bert/vocab.txt</c>), looked for above the executable and the current folder.</summary>
-    public static string FindDefaultVocabulary()
+    public static string FindDefaultVocabulary() => Find(".testdata/bert/vocab.txt", "the BERT vocabulary", "--vocab PATH/vocab.txt");
+
+    /// <summary>The repository's all-MiniLM-L6-v2 ONNX export (<c>.testdata/minilm/model.onnx</c>, fetched with the test data).</summary>
+    public static string FindDefaultTextModel() => Find(".testdata/minilm/model.onnx", "the pretrained text model (all-MiniLM-L6-v2)", "--text-model PATH/model.onnx");
+
+    private static string Find(string relative, string what, string option)
     {
-        const string Relative = ".testdata/bert/vocab.txt";
         foreach (var start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
         {
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                var candidate = Path.Combine(dir.FullName, Relative);
+                var candidate = Path.Combine(dir.FullName, relative);
                 if (File.Exists(candidate))
                 {
                     return candidate;
@@ -23,8 +27,8 @@ internal static class CliPaths
         }
 
         throw new FileNotFoundException(
-            $"Cannot find the BERT vocabulary {Relative} above {AppContext.BaseDirectory} or {Environment.CurrentDirectory}. " +
-            "Run `bash scripts/fetch-test-data.sh` in the repository, or pass --vocab PATH/vocab.txt.");
+            $"Cannot find {what} {relative} above {AppContext.BaseDirectory} or {Environment.CurrentDirectory}. " +
+            $"Run `bash scripts/fetch-test-data.sh` in the repository, or pass {option}.");
     }
 }
 

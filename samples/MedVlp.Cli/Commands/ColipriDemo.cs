@@ -18,19 +18,29 @@ namespace MedVlp.Cli.Commands;
 /// </summary>
 internal static class ColipriDemo
 {
-    public static int Run(string outDir, int seed, string? vocabPath, int trainCount, int testCount, int steps, int batchSize, CancellationToken cancellationToken)
+    public static int Run(string outDir, int seed, string? vocabPath, int trainCount, int testCount, int steps, int batchSize, string? textModelPath, CancellationToken cancellationToken)
     {
         if (trainCount < batchSize || testCount < 4 || steps < 1 || batchSize < 4)
         {
             throw new ArgumentException("--train must be at least --batch, --test at least 4, --steps at least 1 and --batch at least 4.");
         }
 
+        if (textModelPath is not null && vocabPath is not null)
+        {
+            throw new ArgumentException("--vocab and --text-model exclude each other: the text model brings its own vocabulary.");
+        }
+
+        // Like the released model, whose text encoder starts from a pretrained BERT, the demo's text encoder is a real
+        // pretrained one (all-MiniLM-L6-v2, frozen) unless --vocab asks for a small BERT trained from scratch.
+        textModelPath ??= vocabPath is null ? CliPaths.FindDefaultTextModel() : null;
         var clock = Stopwatch.StartNew();
         Directory.CreateDirectory(outDir);
-        var tokenizer = WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary());
-        var recipe = TrainingRecipe.Resolve("colipri-demo") with { Steps = steps, Seed = seed, Data = TrainingRecipe.Resolve("colipri-demo").Data with { BatchSize = batchSize } };
+        using var textModel = textModelPath is null ? null : MedVlp.Backbones.PretrainedBert.Load(textModelPath);
+        var tokenizer = textModel?.Tokenizer ?? WordPieceTextTokenizer.FromVocabularyFile(vocabPath ?? CliPaths.FindDefaultVocabulary());
+        var resolved = TrainingRecipe.Resolve("colipri-demo");
+        var recipe = resolved with { Steps = steps, Seed = seed, TextModel = textModel?.Path, Data = resolved.Data with { BatchSize = batchSize } };
         var plugin = recipe.Plugin!;
-        var config = recipe.CreateModelConfig(tokenizer.VocabularySize);
+        var config = textModel is null ? recipe.CreateModelConfig(tokenizer.VocabularySize) : plugin.ModelConfig(recipe.Size, textModel);
         var preprocessing = recipe.CreatePreprocessing(config);
         SyntheticTrainingSet? set = null;
         TrainingSummary? summary = null;
@@ -47,7 +57,7 @@ internal static class ColipriDemo
                 generate.Value = generate.MaxValue;
                 generationSeconds = clock.Elapsed.TotalSeconds;
 
-                model = recipe.CreateModel(tokenizer, trainingReports: set.TrainReports);
+                model = textModel is null ? recipe.CreateModel(tokenizer, trainingReports: set.TrainReports) : recipe.CreateModel(textModel, trainingReports: set.TrainReports);
                 var shape = ((IVolumeInputModel)model.Module).ImageInputShape;
                 using var objective = recipe.CreateObjective(model);
                 using var data = new PreparedTrainingData(set.Train, set.TrainReports, v => Collator.CollateVolumes(v, shape),

@@ -36,9 +36,10 @@ internal static class DemoCommand
         arch.AcceptOnlyFromAmong("clip3d", "colipri", "medblip", "prior", "prior3d");
         var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 300 / 400); prior: stage-1 steps, stages 2 and 3 run 4/15 of it (default 150).", DefaultValueFactory = _ => 300 };
         var batch = new Option<int>("--batch") { Description = "colipri / medblip / prior: volumes per step (default 12 / 24 / 16).", DefaultValueFactory = _ => 12 };
+        var textModel = new Option<string?>("--text-model") { Description = "colipri: the pretrained BERT of the text encoder, kept frozen: an ONNX export or a Hugging Face folder (default: the repository's .testdata/minilm/model.onnx, all-MiniLM-L6-v2; with --vocab, a small BERT trained from scratch instead)." };
         var command = new Command("demo", "Generate synthetic volumes + reports, pre-train a small 3D vision-language model, evaluate zero-shot on held-out volumes (clip3d: diagnosis from brain MRI, saving the model; colipri: chest CT findings with all four COLIPRI objectives; medblip: generative diagnosis from brain MRI + EHR text, saving the model).")
         {
-            output, seed, vocab, train, test, epochs, threads, arch, steps, batch,
+            output, seed, vocab, train, test, epochs, threads, arch, steps, batch, textModel,
         };
         command.SetAction((parse, cancellationToken) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -74,7 +75,12 @@ internal static class DemoCommand
                 return ColipriDemo.Run(
                     parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is { Implicit: false } ? parse.GetValue(train) : 240,
                     parse.GetResult(test) is { Implicit: false } ? parse.GetValue(test) : 80, parse.GetResult(steps) is { Implicit: false } ? parse.GetValue(steps) : 300,
-                    parse.GetValue(batch), cancellationToken);
+                    parse.GetValue(batch), parse.GetValue(textModel), cancellationToken);
+            }
+
+            if (parse.GetValue(textModel) is not null)
+            {
+                throw new ArgumentException("--text-model is an option of --arch colipri.");
             }
 
             return Run(

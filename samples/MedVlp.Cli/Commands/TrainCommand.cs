@@ -174,13 +174,13 @@ internal static class TrainCommand
         var plugin = recipe.Plugin;
         // An architecture with its own synthetic data (COLIPRI: chest CTs) makes it before the model, which may adapt to its reports.
         SyntheticTrainingSet? own = null;
-        if (syntheticCount is { } requested && plugin is not null && vocabulary is not null && textModel is null)
+        if (syntheticCount is { } requested && plugin is not null && (vocabulary is not null || textModel is not null))
         {
-            var config = recipe.CreateModelConfig(vocabulary.VocabularySize);
+            var config = textModel is not null ? plugin.ModelConfig(recipe.Size, textModel) : recipe.CreateModelConfig(vocabulary!.VocabularySize);
             own = GenerateOwn(plugin, config, recipe.CreatePreprocessing(config), requested, recipe.Seed, cancellationToken);
         }
 
-        using var model = textModel is not null ? recipe.CreateModel(textModel, device: device) : recipe.CreateModel(vocabulary, device: device, trainingReports: own?.TrainReports);
+        using var model = textModel is not null ? recipe.CreateModel(textModel, device: device, trainingReports: own?.TrainReports) : recipe.CreateModel(vocabulary, device: device, trainingReports: own?.TrainReports);
         var tokenizer = model.Tokenizer;
         using var objective = recipe.CreateObjective(model, group);
         var maxTokens = recipe.MaxTextTokens(model);

@@ -438,7 +438,7 @@ public sealed record TrainingRecipe
             }
 
             using var text = Backbones.PretrainedBert.Load(TextModel);
-            return CreateModel(text, seed, device);
+            return CreateModel(text, seed, device, trainingReports);
         }
 
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -454,11 +454,20 @@ public sealed record TrainingRecipe
     /// <summary>Creates the recipe's model around a pretrained frozen text encoder (whatever <see cref="TextModel"/> says):
     /// seeded initial weights elsewhere, <paramref name="textModel"/>'s weights and tokenizer for the text side.</summary>
     /// <exception cref="NotSupportedException">The architecture takes no pretrained text model.</exception>
-    public VisionLanguageModel CreateModel(Backbones.PretrainedBert textModel, int? seed = null, torch.Device? device = null)
+    /// <param name="textModel">The pretrained text model (its weights and tokenizer).</param>
+    /// <param name="seed">The weights' seed (null: <see cref="Seed"/>).</param>
+    /// <param name="device">Where the model lives.</param>
+    /// <param name="trainingReports">The training reports, when known (<see cref="RecipeArchitecture.AdaptToReports"/>).</param>
+    public VisionLanguageModel CreateModel(Backbones.PretrainedBert textModel, int? seed = null, torch.Device? device = null, IReadOnlyList<string>? trainingReports = null)
     {
         ArgumentNullException.ThrowIfNull(textModel);
         var plugin = Plugin is { TakesTextModel: true } p ? p : throw new NotSupportedException($"Architecture \"{Architecture}\" takes no pretrained text model.");
         var config = plugin.ModelConfig(Size, textModel);
+        if (trainingReports is not null)
+        {
+            config = plugin.AdaptToReports(config, textModel.Tokenizer, trainingReports);
+        }
+
         var model = VisionLanguageModel.Create(config, textModel.Tokenizer, CreatePreprocessing(config), seed ?? Seed, device);
         try
         {

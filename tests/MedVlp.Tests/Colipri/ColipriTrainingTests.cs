@@ -1,6 +1,7 @@
 using MedVlp.Architectures.Colipri;
 using MedVlp.Data;
 using MedVlp.Modeling;
+using MedVlp.Testing;
 using MedVlp.Training;
 using MedVlp.Volumes;
 using TorchSharp;
@@ -97,6 +98,40 @@ public sealed class ColipriTrainingTests
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public void APretrainedTextModelLoadsFrozenAndItsProjectionStillTrains()
+    {
+        // all-MiniLM-L6-v2 (the real ONNX export) as the text encoder: its weights load (checked against ONNX Runtime on
+        // loading), the recipe's objective freezes it (requires_grad false, eval in training mode), a training step leaves
+        // it byte-identical, and the text projection after it still receives gradients and moves.
+        using var text = MedVlp.Backbones.PretrainedBert.Load(TestData.File("minilm/model.onnx"));
+        var recipe = TrainingRecipe.Resolve("colipri-demo") with { TextModel = text.Path, Steps = 1 };
+        using var model = recipe.CreateModel(text, seed: 5, trainingReports: Set.Value.TrainReports);
+        var colipri = (ColipriModel)model.Module;
+        Assert.Equal(384, colipri.Sizes.Text.HiddenSize);
+        Assert.Equal(6, colipri.Sizes.Text.NumHiddenLayers);
+        Assert.NotNull(colipri.Sizes.ReportVocabulary);
+        using var objective = recipe.CreateObjective(model);
+        Assert.True(colipri.IsFrozen(ColipriModel.TextComponent));
+        Assert.All(colipri.TextEncoder.parameters(), p => Assert.False(p.requires_grad));
+        colipri.train();
+        Assert.False(colipri.TextEncoder.training);
+        Assert.DoesNotContain(colipri.TrainableParameters(), p => p.Name.StartsWith("text_encoder.", StringComparison.Ordinal));
+
+        var before = colipri.TextEncoder.named_parameters().ToDictionary(p => p.name, p => p.parameter.data<float>().ToArray());
+        var projection = colipri.named_parameters().Single(p => p.name == "text_projection.weight").parameter;
+        var projectionBefore = projection.data<float>().ToArray();
+        using var trainer = new Trainer(objective, recipe.CreateTrainerOptions(null));
+        using var batch = Batch(model, [0, 1, 2, 4]);
+        trainer.TrainStep([batch], 1e-3);
+        foreach (var (name, p) in colipri.TextEncoder.named_parameters())
+        {
+            Assert.Equal(before[name], p.data<float>().ToArray());
+        }
+
+        Assert.NotEqual(projectionBefore, projection.data<float>().ToArray());
     }
 
     [Fact]

@@ -66,6 +66,31 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
     /// <inheritdoc/>
     public override IReadOnlyList<string> Losses => ["colipri"];
 
+    /// <summary>COLIPRI starts its text encoder from a pretrained BERT (CXR-BERT); a recipe's <c>text_model</c> (an ONNX
+    /// BERT export or a Hugging Face folder, such as all-MiniLM-L6-v2) takes that place, frozen.</summary>
+    public override bool TakesTextModel => true;
+
+    /// <inheritdoc/>
+    public override ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel)
+    {
+        ArgumentNullException.ThrowIfNull(textModel);
+        var c = (ColipriConfig)ModelConfig(size, textModel.Config.VocabSize);
+        return c with { Text = textModel.Config, MaxTextTokens = Math.Min(c.MaxTextTokens, textModel.Config.MaxPositionEmbeddings) };
+    }
+
+    /// <inheritdoc/>
+    public override void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(textModel);
+        var m = (ColipriModel)model.Module;
+        var report = textModel.LoadInto(m.TextEncoder);
+        if (!report.IsComplete)
+        {
+            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit COLIPRI's text_encoder: {report.Describe()}.");
+        }
+    }
+
     /// <inheritdoc/>
     public override IReadOnlyList<string> LossParts => ColipriObjective.Parts;
 
@@ -131,6 +156,15 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
         if (group is { WorldSize: > 1 })
         {
             throw new NotSupportedException($"Recipe \"{recipe?.Name}\": COLIPRI trains in one process; data-parallel training is offered for clip3d.");
+        }
+
+        ArgumentNullException.ThrowIfNull(recipe);
+        ArgumentNullException.ThrowIfNull(model);
+        if (recipe.TextModel is not null)
+        {
+            // A pretrained text model stays as it is: frozen (requires_grad false, eval), gradients still reach the
+            // trainable text projection through it.
+            ((ColipriModel)model.Module).Freeze(ColipriModel.TextComponent);
         }
 
         return new ColipriObjective(model, ColipriChest.Findings);

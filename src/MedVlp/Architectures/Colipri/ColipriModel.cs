@@ -97,6 +97,12 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     /// <summary>The report decoder.</summary>
     public ReportDecoder Decoder => report_decoder;
 
+    /// <summary>The component name of the text encoder (<c>text_encoder</c>), for <see cref="CompositeModel.Freeze"/>.</summary>
+    public const string TextComponent = "text_encoder";
+
+    /// <summary>The BERT text encoder (a pretrained one loads into it; frozen, it runs without gradients).</summary>
+    public BertModel TextEncoder => text_encoder;
+
     /// <summary>The learnable log inverse temperature (0-d); <see cref="LogitScale"/> is its exponentiated multiplier.</summary>
     public Parameter LogLogitScale => logit_scale;
 
@@ -214,7 +220,18 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
         ArgumentNullException.ThrowIfNull(inputIds);
         ArgumentNullException.ThrowIfNull(attentionMask);
         using var scope = NewDisposeScope();
-        var hidden = text_encoder.forward(inputIds, attentionMask);
+        Tensor hidden;
+        if (IsFrozen(TextComponent))
+        {
+            // Nothing before a frozen text encoder trains: no graph through it (the projection after it still trains).
+            using var noGrad = no_grad();
+            hidden = text_encoder.forward(inputIds, attentionMask);
+        }
+        else
+        {
+            hidden = text_encoder.forward(inputIds, attentionMask);
+        }
+
         if (!pool)
         {
             return scope.MoveToOuter(hidden);
