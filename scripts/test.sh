@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A full build, the tests and the consumer smoke take about 10 GB of disk (the last failure of this kind ended in
+# "No space left on device" deep inside MSBuild): say so up front.
+avail_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${avail_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
+  echo "test.sh: warning: only $((avail_kb / 1024 / 1024)) GB free on $(pwd); a full build and test run needs about 10 GB" >&2
+fi
+
 bash scripts/fetch-test-data.sh
 # Open MPI for the distributed tests (they start real jobs with mpirun).
 bash scripts/install-mpi.sh

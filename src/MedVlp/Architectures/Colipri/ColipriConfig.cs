@@ -168,7 +168,8 @@ public sealed record ColipriConfig : ArchitectureConfig
     public static ColipriConfig Full(int vocabularySize = 30522) => new() { Text = new BertConfig { VocabSize = vocabularySize } };
 
     /// <summary>
-    /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens), width 96, 2 blocks of 2 heads, with
+    /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens) cut after a convolutional stem of two
+    /// stride-2 stages (16, 32 channels: <see cref="PrimusEncoderOptions.StemChannels"/>), width 96, 2 blocks of 2 heads, with
     /// a lung-window input channel (<see cref="InputWindows"/>: [-1000, -500] HU next to the preset's [-1000, 1000]); BERT
     /// 2 x 64 with mean pooling; a 2-layer decoder of width 64. (Patch 8 with 512 tokens took twice as long per step side by side
     /// and, on the synthetic chest set, a linear probe of its embedding after 50 steps was worse: 0.58 vs 0.69 macro AUROC.)
