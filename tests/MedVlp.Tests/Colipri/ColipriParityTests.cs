@@ -46,6 +46,9 @@ public sealed class ColipriParityTests
         var worst = BlocksGolden.Check("primus_stem", encoder, i => (encoder.forward(i["volumes"].to(ScalarType.Float64)), null));
         Assert.True(worst < 1e-4);
         Assert.Throws<ArgumentException>(() => new PrimusEncoder(TinyPrimus with { PatchSize = 4, StemChannels = [3, 5, 7] }));
+        var tiny = ColipriConfig.Tiny(64);
+        var huge = Assert.Throws<ArgumentException>(() => (tiny with { Encoder = tiny.Encoder with { StemChannels = [16, 1 << 20] } }).Validate());
+        Assert.Contains("encoder.stem_channels", huge.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -260,6 +260,11 @@ public sealed record ColipriConfig : ArchitectureConfig
         ModelLimits.Check("encoder.input_size", Encoder.InputSize, 1, ModelLimits.MaxInputSize);
         ModelLimits.Check("encoder.in_channels", Encoder.InChannels, 1, ModelLimits.MaxChannels);
         ModelLimits.Check("encoder.mlp_ratio", Encoder.MlpRatio, 1e-3, ModelLimits.MaxMlpRatio);
+        foreach (var channels in Encoder.StemChannels ?? [])
+        {
+            ModelLimits.Check("encoder.stem_channels", channels, 1, ModelLimits.MaxWidth);
+        }
+
         Text.Validate("text.");
         if (InputWindows is { Count: > 0 } windows)
         {
