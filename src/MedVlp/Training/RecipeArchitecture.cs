@@ -48,13 +48,36 @@ public abstract class RecipeArchitecture
 
     /// <summary>The model configuration of a recipe size whose text encoder has <paramref name="textModel"/>'s sizes
     /// (the text projector then takes its width). Only called when <see cref="TakesTextModel"/>.</summary>
-    public virtual ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel) =>
+    public virtual ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel)
+    {
+        ArgumentNullException.ThrowIfNull(textModel);
+        return TakesTextModel ? WithTextEncoder(ModelConfig(size, textModel.Config.VocabSize), textModel.Config)
+            : throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
+    }
+
+    /// <summary><paramref name="config"/> with <paramref name="text"/> as its text encoder's sizes (and its text length
+    /// capped at the encoder's positions). Architectures that <see cref="TakesTextModel"/> override it.</summary>
+    protected virtual ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text) =>
         throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
 
     /// <summary>Copies <paramref name="textModel"/>'s weights into <paramref name="model"/>'s text encoder (built from
     /// <see cref="ModelConfig(string, Backbones.PretrainedBert)"/>). Only called when <see cref="TakesTextModel"/>.</summary>
     public virtual void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel) =>
         throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
+
+    /// <summary>Copies <paramref name="textModel"/>'s weights into <paramref name="encoder"/>; a partial fit fails with
+    /// the file and what did not fit (<paramref name="component"/> names the encoder in the message).</summary>
+    /// <exception cref="Serialization.ModelFormatException">The weights do not fit the encoder.</exception>
+    protected void LoadTextEncoder(Backbones.PretrainedBert textModel, BertModel encoder, string component)
+    {
+        ArgumentNullException.ThrowIfNull(textModel);
+        ArgumentNullException.ThrowIfNull(encoder);
+        var report = textModel.LoadInto(encoder);
+        if (!report.IsComplete)
+        {
+            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit {Name}'s {component}: {report.Describe()}.");
+        }
+    }
 
     /// <summary>The deterministic preprocessing from any volume or image to the model's input (stored with the model).</summary>
     public abstract TransformPipeline Preprocessing(ArchitectureConfig config);

@@ -71,24 +71,14 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
     public override bool TakesTextModel => true;
 
     /// <inheritdoc/>
-    public override ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel)
-    {
-        ArgumentNullException.ThrowIfNull(textModel);
-        var c = (ColipriConfig)ModelConfig(size, textModel.Config.VocabSize);
-        return c with { Text = textModel.Config, MaxTextTokens = Math.Min(c.MaxTextTokens, textModel.Config.MaxPositionEmbeddings) };
-    }
+    protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text) =>
+        (ColipriConfig)config is var c ? c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) } : config;
 
     /// <inheritdoc/>
     public override void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(textModel);
-        var m = (ColipriModel)model.Module;
-        var report = textModel.LoadInto(m.TextEncoder);
-        if (!report.IsComplete)
-        {
-            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit COLIPRI's text_encoder: {report.Describe()}.");
-        }
+        LoadTextEncoder(textModel, ((ColipriModel)model.Module).TextEncoder, ColipriModel.TextComponent);
     }
 
     /// <inheritdoc/>

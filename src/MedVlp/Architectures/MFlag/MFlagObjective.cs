@@ -145,23 +145,14 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
 
     public override bool TakesTextModel => true;
 
-    public override ArchitectureConfig ModelConfig(string size, Backbones.PretrainedBert textModel)
-    {
-        ArgumentNullException.ThrowIfNull(textModel);
-        var c = (MFlagConfig)ModelConfig(size, textModel.Config.VocabSize);
-        return c with { Text = textModel.Config, MaxTextTokens = Math.Min(c.MaxTextTokens, textModel.Config.MaxPositionEmbeddings) };
-    }
+    protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text) =>
+        (MFlagConfig)config is var c ? c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) } : config;
 
     public override void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(textModel);
         var m = (MFlagModel)model.Module;
-        var report = textModel.LoadInto(m.TextEncoder);
-        if (!report.IsComplete)
-        {
-            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit M-FLAG's lm_model: {report.Describe()}.");
-        }
+        LoadTextEncoder(textModel, m.TextEncoder, "lm_model");
 
         m.ClearFingerprints(); // the frozen-text cache is keyed by the weights
     }
