@@ -40,7 +40,7 @@ internal static class ColipriDemo
         var resolved = TrainingRecipe.Resolve("colipri-demo");
         var recipe = resolved with { Steps = steps, Seed = seed, TextModel = textModel?.Path, Data = resolved.Data with { BatchSize = batchSize } };
         var plugin = recipe.Plugin!;
-        var config = textModel is null ? recipe.CreateModelConfig(tokenizer.VocabularySize) : plugin.ModelConfig(recipe.Size, textModel);
+        var config = textModel is null ? recipe.CreateModelConfig(tokenizer.VocabularySize) : recipe.CreateModelConfig(textModel);
         var preprocessing = recipe.CreatePreprocessing(config);
         SyntheticTrainingSet? set = null;
         TrainingSummary? summary = null;

@@ -176,7 +176,7 @@ internal static class TrainCommand
         SyntheticTrainingSet? own = null;
         if (syntheticCount is { } requested && plugin is not null && (vocabulary is not null || textModel is not null))
         {
-            var config = textModel is not null ? plugin.ModelConfig(recipe.Size, textModel) : recipe.CreateModelConfig(vocabulary!.VocabularySize);
+            var config = textModel is not null ? recipe.CreateModelConfig(textModel) : recipe.CreateModelConfig(vocabulary!.VocabularySize);
             own = GenerateOwn(plugin, config, recipe.CreatePreprocessing(config), requested, recipe.Seed, cancellationToken);
         }
 

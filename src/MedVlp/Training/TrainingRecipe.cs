@@ -391,6 +391,11 @@ public sealed record TrainingRecipe
     /// <summary>The model configuration of <see cref="Size"/> for any architecture.</summary>
     public ArchitectureConfig CreateModelConfig(int vocabularySize) => Plugin is { } plugin ? plugin.ModelConfig(Size, vocabularySize) : ModelConfig(vocabularySize);
 
+    /// <summary>The model configuration of <see cref="Size"/> whose text encoder has <paramref name="textModel"/>'s sizes.</summary>
+    /// <exception cref="NotSupportedException">The architecture takes no pretrained text model.</exception>
+    public ArchitectureConfig CreateModelConfig(Backbones.PretrainedBert textModel) =>
+        (Plugin is { TakesTextModel: true } plugin ? plugin : throw new NotSupportedException($"Architecture \"{Architecture}\" takes no pretrained text model.")).ModelConfig(Size, textModel);
+
     /// <summary>The deterministic preprocessing of the recipe's model.</summary>
     public TransformPipeline CreatePreprocessing(ArchitectureConfig config)
     {
@@ -461,8 +466,8 @@ public sealed record TrainingRecipe
     public VisionLanguageModel CreateModel(Backbones.PretrainedBert textModel, int? seed = null, torch.Device? device = null, IReadOnlyList<string>? trainingReports = null)
     {
         ArgumentNullException.ThrowIfNull(textModel);
-        var plugin = Plugin is { TakesTextModel: true } p ? p : throw new NotSupportedException($"Architecture \"{Architecture}\" takes no pretrained text model.");
-        var config = plugin.ModelConfig(Size, textModel);
+        var config = CreateModelConfig(textModel);
+        var plugin = Plugin!;
         if (trainingReports is not null)
         {
             config = plugin.AdaptToReports(config, textModel.Tokenizer, trainingReports);
