@@ -61,22 +61,26 @@ public abstract class RecipeArchitecture
         throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
 
     /// <summary>Copies <paramref name="textModel"/>'s weights into <paramref name="model"/>'s text encoder (built from
-    /// <see cref="ModelConfig(string, Backbones.PretrainedBert)"/>). Only called when <see cref="TakesTextModel"/>.</summary>
-    public virtual void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel) =>
-        throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
-
-    /// <summary>Copies <paramref name="textModel"/>'s weights into <paramref name="encoder"/>; a partial fit fails with
-    /// the file and what did not fit (<paramref name="component"/> names the encoder in the message).</summary>
-    /// <exception cref="Serialization.ModelFormatException">The weights do not fit the encoder.</exception>
-    protected void LoadTextEncoder(Backbones.PretrainedBert textModel, BertModel encoder, string component)
+    /// <see cref="ModelConfig(string, Backbones.PretrainedBert)"/>); a partial fit fails with the file and what did not
+    /// fit. The model's weight fingerprints are cleared, as caches of frozen text outputs are keyed by them. Only called
+    /// when <see cref="TakesTextModel"/>.</summary>
+    /// <exception cref="Serialization.ModelFormatException">The weights do not fit the text encoder.</exception>
+    public virtual void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
     {
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(textModel);
-        ArgumentNullException.ThrowIfNull(encoder);
-        var report = textModel.LoadInto(encoder);
+        if (!TakesTextModel || model.Module is not (CompositeModel composite and IBertTextEncoderModel m))
+        {
+            throw new NotSupportedException($"Architecture \"{Name}\" takes no pretrained text model.");
+        }
+
+        var report = textModel.LoadInto(m.TextEncoder);
         if (!report.IsComplete)
         {
-            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit {Name}'s {component}: {report.Describe()}.");
+            throw new Serialization.ModelFormatException(textModel.Path, null, $"does not fit {Name}'s {m.TextEncoderComponent}: {report.Describe()}.");
         }
+
+        composite.ClearFingerprints();
     }
 
     /// <summary>The deterministic preprocessing from any volume or image to the model's input (stored with the model).</summary>

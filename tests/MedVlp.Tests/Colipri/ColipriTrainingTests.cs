@@ -132,6 +132,19 @@ public sealed class ColipriTrainingTests
         }
 
         Assert.NotEqual(projectionBefore, projection.data<float>().ToArray());
+
+        // The frozen encoder ran once per distinct text (the batch's reports and the opposite sentences): encoding again
+        // reads the cache, and equals the encoder run afresh.
+        Assert.True(colipri.CacheFrozenTextOutputs);
+        var cached = colipri.CachedTextOutputs;
+        Assert.True(cached >= 4 + (2 * ColipriChest.Findings.Count), $"{cached} cached texts");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var again = colipri.EncodeText(batch.TextIds!, batch.TextMask!);
+        Assert.Equal(cached, colipri.CachedTextOutputs);
+        colipri.CacheFrozenTextOutputs = false;
+        var fresh = colipri.EncodeText(batch.TextIds!, batch.TextMask!);
+        Assert.True(again.allclose(fresh, rtol: 0, atol: 1e-6), $"cached vs fresh: {(again - fresh).abs().max().item<float>()}");
     }
 
     [Fact]

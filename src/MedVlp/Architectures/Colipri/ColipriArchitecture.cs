@@ -75,13 +75,6 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
         (ColipriConfig)config is var c ? c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) } : config;
 
     /// <inheritdoc/>
-    public override void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        LoadTextEncoder(textModel, ((ColipriModel)model.Module).TextEncoder, ColipriModel.TextComponent);
-    }
-
-    /// <inheritdoc/>
     public override IReadOnlyList<string> LossParts => ColipriObjective.Parts;
 
     /// <summary>
@@ -152,9 +145,11 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
         ArgumentNullException.ThrowIfNull(model);
         if (recipe.TextModel is not null)
         {
-            // A pretrained text model stays as it is: frozen (requires_grad false, eval), gradients still reach the
-            // trainable text projection through it.
-            ((ColipriModel)model.Module).Freeze(ColipriModel.TextComponent);
+            // A pretrained text model stays as it is: frozen (requires_grad false, eval), run once per distinct text (the
+            // cache); the text projection after it trains.
+            var m = (ColipriModel)model.Module;
+            m.Freeze(ColipriModel.TextComponent);
+            m.CacheFrozenTextOutputs = true;
         }
 
         return new ColipriObjective(model, ColipriChest.Findings);

@@ -19,7 +19,7 @@ namespace MedVlp.Architectures.Colipri;
 /// (<c>mim_head</c>: each token to its patch's voxels). <see cref="EncodeImage"/> and <see cref="EncodeText"/> follow the
 /// released API (<c>encode_image(x, pool, project, normalize)</c>).
 /// </summary>
-public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay, IReportGeneratingModel
+public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay, IReportGeneratingModel, IBertTextEncoderModel
 {
 #pragma warning disable IDE1006, SA1300 // State-dict names follow the released model where known.
     private readonly PrimusEncoder backbone;
@@ -36,6 +36,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     private readonly long[]? toReport;
     private readonly long[]? fromReport;
     private readonly HuWindow[]? windows;
+    private readonly FrozenTextCache _textCache = new();
 
     /// <summary>Creates the model with freshly initialised weights.</summary>
     public ColipriModel(ColipriConfig config, Device? device = null)
@@ -102,6 +103,8 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
 
     /// <summary>The BERT text encoder (a pretrained one loads into it; frozen, it runs without gradients).</summary>
     public BertModel TextEncoder => text_encoder;
+
+    string IBertTextEncoderModel.TextEncoderComponent => TextComponent;
 
     /// <summary>The learnable log inverse temperature (0-d); <see cref="LogitScale"/> is its exponentiated multiplier.</summary>
     public Parameter LogLogitScale => logit_scale;
@@ -214,43 +217,41 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     }
 
     /// <summary>The released <c>encode_text</c>: pooled (<see cref="ColipriConfig.TextPooling"/>: [CLS] or the mean of the real tokens)
-    /// projected embeddings (B x embedding), or the encoder's token states.</summary>
+    /// projected embeddings (B x embedding), or the encoder's token states. A frozen text encoder runs under
+    /// <c>no_grad</c> (nothing before it trains; the projection after it does), its pooled states cached per token
+    /// sequence when <see cref="CacheFrozenTextOutputs"/>.</summary>
     public Tensor EncodeText(Tensor inputIds, Tensor attentionMask, bool pool = true, bool normalize = true)
     {
         ArgumentNullException.ThrowIfNull(inputIds);
         ArgumentNullException.ThrowIfNull(attentionMask);
         using var scope = NewDisposeScope();
-        Tensor hidden;
-        if (IsFrozen(TextComponent))
+        Tensor Run(Tensor ids, Tensor mask) => pool ? PoolText(text_encoder.forward(ids, mask), mask) : text_encoder.forward(ids, mask);
+        Tensor states;
+        if (!IsFrozen(TextComponent))
         {
-            // Nothing before a frozen text encoder trains: no graph through it (the projection after it still trains).
-            using var noGrad = no_grad();
-            hidden = text_encoder.forward(inputIds, attentionMask);
+            states = Run(inputIds, attentionMask);
         }
         else
         {
-            hidden = text_encoder.forward(inputIds, attentionMask);
+            using var noGrad = no_grad();
+            states = pool && CacheFrozenTextOutputs ? _textCache.Get(WeightsFingerprint(TextComponent), inputIds, attentionMask, Run) : Run(inputIds, attentionMask);
         }
 
         if (!pool)
         {
-            return scope.MoveToOuter(hidden);
+            return scope.MoveToOuter(states);
         }
 
-        Tensor pooled;
-        if (config.TextPooling == TextPooling.Mean)
-        {
-            var weights = attentionMask.to(hidden.dtype).unsqueeze(-1);
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
-        }
-        else
-        {
-            pooled = hidden.select(1, 0);
-        }
-
-        var projected = text_projection.forward(pooled);
+        var projected = text_projection.forward(states);
         return scope.MoveToOuter(normalize ? F.normalize(projected, dim: -1) : projected);
     }
+
+    /// <summary>Cache the pooled states of a frozen <c>text_encoder</c> per token sequence (keyed by its weights'
+    /// fingerprint and the ids), as M-FLAG does. Off by default; the recipes turn it on with a pretrained text model.</summary>
+    public bool CacheFrozenTextOutputs { get; set; }
+
+    /// <summary>The number of token sequences in the frozen-text cache.</summary>
+    public int CachedTextOutputs => _textCache.Count;
 
     /// <summary>
     /// Report logits (B x T x V) for teacher forcing, given projected image tokens (B x N x embedding) and tokenizer ids;
@@ -371,6 +372,30 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
 
     /// <inheritdoc/>
     public IEnumerable<string> NoWeightDecayParameterNames() => NoWeightDecay.Compose(this, "logit_scale", "logit_bias");
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _textCache.Clear();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    /// <summary>One state per text (<see cref="ColipriConfig.TextPooling"/>): [CLS] or the mean over the real tokens.</summary>
+    private Tensor PoolText(Tensor hidden, Tensor attentionMask)
+    {
+        if (config.TextPooling != TextPooling.Mean)
+        {
+            return hidden.select(1, 0);
+        }
+
+        using var scope = NewDisposeScope();
+        var weights = attentionMask.to(hidden.dtype).unsqueeze(-1);
+        return scope.MoveToOuter((hidden * weights).sum(1) / weights.sum(1).clamp_min(1));
+    }
 
     private Tensor ProjectTokens(Tensor tokens, long[] grid)
     {

@@ -35,7 +35,7 @@ public sealed record MFlagOutput(Tensor ImageFeature, Tensor ImageEmbedding, Ten
 /// embeds images and reports into the shared space (normalised <c>proj_v</c> / <c>proj_t</c> outputs), for embedding,
 /// probes and zero-shot classification.
 /// </summary>
-public sealed class MFlagModel : CompositeModel, IDualEncoder, IImageFeatureEncoder
+public sealed class MFlagModel : CompositeModel, IDualEncoder, IImageFeatureEncoder, IBertTextEncoderModel
 {
     /// <summary>The component names, as the released code.</summary>
     public const string ImageComponent = "encoder", TextComponent = "lm_model", ImageProjectorComponent = "proj_v", TextProjectorComponent = "proj_t";
@@ -79,6 +79,8 @@ public sealed class MFlagModel : CompositeModel, IDualEncoder, IImageFeatureEnco
 
     /// <summary>The text encoder.</summary>
     public BertModel TextEncoder => lm_model;
+
+    string IBertTextEncoderModel.TextEncoderComponent => TextComponent;
 
     /// <summary>Cache the CLS states of a frozen <c>lm_model</c> per token sequence (keyed by its weights' fingerprint and the ids). Off by default.</summary>
     public bool CacheFrozenTextOutputs { get; set; }

@@ -148,15 +148,6 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
     protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text) =>
         (MFlagConfig)config is var c ? c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) } : config;
 
-    public override void LoadTextModel(VisionLanguageModel model, Backbones.PretrainedBert textModel)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        var m = (MFlagModel)model.Module;
-        LoadTextEncoder(textModel, m.TextEncoder, "lm_model");
-
-        m.ClearFingerprints(); // the frozen-text cache is keyed by the weights
-    }
-
     public override TransformPipeline Preprocessing(ArchitectureConfig config)
     {
         var c = (MFlagConfig)config;
