@@ -138,6 +138,16 @@ public enum TextPooling
     Mean,
 }
 
+/// <summary>How a model's image patch tokens become one embedding per volume.</summary>
+public enum ImagePooling
+{
+    /// <summary>Attention pooling: a learned query attends over the tokens (COLIPRI's released model).</summary>
+    Attention,
+
+    /// <summary>The channel-wise maximum over the tokens: a finding seen in any patch sets its features, wherever it lies.</summary>
+    Max,
+}
+
 /// <summary>
 /// The configuration of the registered <c>clip3d</c> architecture, a CLIP-style dual encoder (<see cref="DualEncoderModel"/>):
 /// a <see cref="VolumeTransformer"/> for volumes, a <see cref="BertModel"/> for reports, two projections into a shared

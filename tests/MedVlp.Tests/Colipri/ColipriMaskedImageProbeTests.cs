@@ -58,6 +58,9 @@ public sealed class ColipriMaskedImageProbeTests(ITestOutputHelper output)
             ContrastiveWeight = 0,
             ReportWeight = 0,
             OppositeSentenceWeight = 0,
+            // Attention pooling, as released and as measured: with the tiny size's max pooling the random init's probe
+            // already reads cardiomegaly at 0.96 (seed 1), which leaves this check no room.
+            ImagePooling = Modeling.ImagePooling.Attention,
             InputWindows = null, // the image alone, as measured (the tiny size's lung window is a separate option)
         };
         using var model = new ColipriModel(config);

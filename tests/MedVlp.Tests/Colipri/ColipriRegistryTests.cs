@@ -46,6 +46,42 @@ public sealed class ColipriRegistryTests
     }
 
     [Fact]
+    public void MaxPoolingIsTheChannelMaximumOverTheProjectedTokensAndHasNoPoolerWeights()
+    {
+        Assert.Equal(ImagePooling.Max, ColipriConfig.Tiny().ImagePooling);
+        Assert.Equal(ImagePooling.Attention, ColipriConfig.Full().ImagePooling);
+        var config = ColipriParityTests.TinyConfig() with { ImagePooling = ImagePooling.Max };
+        random.manual_seed(11);
+        using var model = new ColipriModel(config);
+        using var attention = new ColipriModel(ColipriParityTests.TinyConfig());
+        Assert.DoesNotContain(model.state_dict().Keys, k => k.StartsWith("pooler.", StringComparison.Ordinal));
+        Assert.Contains(attention.state_dict().Keys, k => k.StartsWith("pooler.", StringComparison.Ordinal));
+        Assert.Equal(model.CountParameters().Total, config.EstimateParameters());
+        Assert.Equal((4L * 16 * 16) + (5 * 16), attention.CountParameters().Total - model.CountParameters().Total);
+
+        using var scope = NewDisposeScope();
+        var volumes = randn(new long[] { 3, 1, 16, 16, 16 });
+        var map = model.EncodeImage(volumes, pool: false, normalize: false); // B x E x D' x H' x W'
+        var expected = map.flatten(2).max(2).values;
+        var unnormalised = model.EncodeImage(volumes, normalize: false);
+        Assert.Equal(0, (unnormalised - expected).abs().max().ToDouble(), 6);
+        var pooled = model.EncodeImage(volumes);
+        Assert.Equal(0, (pooled - nn.functional.normalize(expected, dim: -1)).abs().max().ToDouble(), 6);
+
+        // The gradient reaches only each channel's maximal token, as torch.amax's does.
+        var tokens = randn(new long[] { 2, 5, 16 }).requires_grad_();
+        model.Pool(tokens, normalize: false).sum().backward();
+        var grad = tokens.grad!;
+        Assert.Equal(2 * 16, grad.sum().ToDouble(), 6);
+        Assert.Equal(tokens.argmax(1).data<long>().ToArray(), grad.argmax(1).data<long>().ToArray());
+
+        var json = (ColipriConfig.Tiny() with { ReportVocabulary = [100, 0] }).ToJson();
+        Assert.Contains("\"image_pooling\": \"max\"", json, StringComparison.Ordinal);
+        Assert.Equal(ImagePooling.Max, ((ColipriConfig)ArchitectureConfig.FromJson(json)).ImagePooling);
+        Assert.Equal("image_pooling", Assert.Throws<ArgumentException>((config with { ImagePooling = (ImagePooling)7 }).Validate).ParamName);
+    }
+
+    [Fact]
     public void ReportVocabularyMapsIdsBothWaysAndGenerationEmitsOnlyListedTokens()
     {
         var tokenizer = TestModels.Tokenizer;

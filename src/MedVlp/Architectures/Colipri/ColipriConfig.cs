@@ -66,6 +66,15 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// <summary>Heads of the attention pooling (12).</summary>
     public int PoolHeads { get; init; } = 12;
 
+    /// <summary>
+    /// How the projected patch tokens become the image embedding: <see cref="ImagePooling.Attention"/> (the released
+    /// model, <c>pooler</c>, a learned query with <see cref="PoolHeads"/> heads) or <see cref="ImagePooling.Max"/> (a
+    /// MedVlp option of the <c>tiny</c> size: no <c>pooler</c> weights; the channel-wise maximum over the tokens, so a
+    /// local finding in any patch moves the embedding. On the synthetic chest set, trained on the labels through the same
+    /// tower for 300 steps, macro AUROC was 0.84 with it against 0.61 with attention pooling).
+    /// </summary>
+    public ImagePooling ImagePooling { get; init; } = ImagePooling.Attention;
+
     /// <summary>Longest report the text encoder and the decoder take, special tokens included.</summary>
     public int MaxTextTokens { get; init; } = 256;
 
@@ -171,7 +180,9 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens) cut after a convolutional stem of two
     /// stride-2 stages (16, 32 channels: <see cref="PrimusEncoderOptions.StemChannels"/>), width 96, 2 blocks of 2 heads, with
     /// a lung-window input channel (<see cref="InputWindows"/>: [-1000, -500] HU next to the preset's [-1000, 1000]); BERT
-    /// 2 x 64 with mean pooling; a 2-layer decoder of width 64. (Patch 8 with 512 tokens took twice as long per step side by side
+    /// 2 x 64 with mean pooling; a 2-layer decoder of width 64; max pooling of the image tokens (<see cref="ImagePooling"/>)
+    /// and the opposite-sentence term weighted 4 (<see cref="OppositeSentenceWeight"/>: on the synthetic chest set, 960
+    /// training volumes, 300 steps, seed 42, held-out zero-shot macro AUROC 0.725 with weight 1 and 0.780 with 4). (Patch 8 with 512 tokens took twice as long per step side by side
     /// and, on the synthetic chest set, a linear probe of its embedding after 50 steps was worse: 0.58 vs 0.69 macro AUROC.)
     /// </summary>
     /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased: 30522).</param>
@@ -193,6 +204,8 @@ public sealed record ColipriConfig : ArchitectureConfig
         TextPooling = TextPooling.Mean,
         EmbeddingDim = 64,
         PoolHeads = 4,
+        ImagePooling = ImagePooling.Max,
+        OppositeSentenceWeight = 4,
         MaxTextTokens = 128,
         DecoderLayers = 2,
         DecoderWidth = 64,
@@ -227,7 +240,8 @@ public sealed record ColipriConfig : ArchitectureConfig
             var decoder = ((v + MaxTextTokens + 2) * dw) + (2 * dw)
                 + (DecoderLayers * ((14 * dw * dw) + (2 * e * dw) + (19 * dw)))
                 + (dw * v) + v;
-            var heads = (w * e) + e + (4 * e * e) + (5 * e) + (d * e) + 2 + (w * c * p * p * p) + (c * p * p * p);
+            var pool = ImagePooling == ImagePooling.Attention ? (4 * e * e) + (5 * e) : 0;
+            var heads = (w * e) + e + pool + (d * e) + 2 + (w * c * p * p * p) + (c * p * p * p);
             return vision + text + decoder + heads;
         }
     }
@@ -285,6 +299,11 @@ public sealed record ColipriConfig : ArchitectureConfig
 
         ModelLimits.Check("embedding_dim", EmbeddingDim, 1, ModelLimits.MaxWidth);
         ModelLimits.Check("pool_heads", PoolHeads, 1, ModelLimits.MaxHeads);
+        if (!Enum.IsDefined(ImagePooling) || !Enum.IsDefined(TextPooling))
+        {
+            throw new ArgumentException($"expected image_pooling attention or max and text_pooling cls or mean, found {(int)ImagePooling} / {(int)TextPooling}.", "image_pooling");
+        }
+
         ModelLimits.Check("max_text_tokens", MaxTextTokens, 4, Text.MaxPositionEmbeddings, "text.max_position_embeddings");
         ModelLimits.Check("decoder_layers", DecoderLayers, 1, ModelLimits.MaxLayers);
         ModelLimits.Check("decoder_width", DecoderWidth, 1, ModelLimits.MaxWidth);

@@ -13,7 +13,7 @@ namespace MedVlp.Architectures.Colipri;
 
 /// <summary>
 /// COLIPRI (arXiv 2510.15042): a Primus 3D ViT (<c>backbone</c>), a Conv3d <c>projector</c> of its patch tokens to the
-/// shared space, attention pooling (<c>pooler</c>, a learned query) to one embedding, a BERT text encoder
+/// shared space, attention pooling (<c>pooler</c>, a learned query; or the tokens' maximum, <see cref="ColipriConfig.ImagePooling"/>) to one embedding, a BERT text encoder
 /// (<c>text_encoder</c> + <c>text_projection</c>), a learnable <c>logit_scale</c> (and <c>logit_bias</c> for SigLIP), a
 /// report decoder cross-attending to the patch tokens (<c>report_decoder</c>) and a masked-image-modelling head
 /// (<c>mim_head</c>: each token to its patch's voxels). <see cref="EncodeImage"/> and <see cref="EncodeText"/> follow the
@@ -24,7 +24,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
 #pragma warning disable IDE1006, SA1300 // State-dict names follow the released model where known.
     private readonly PrimusEncoder backbone;
     private readonly Conv3d projector;
-    private readonly AttentionPool pooler;
+    private readonly AttentionPool? pooler;
     private readonly BertModel text_encoder;
     private readonly Linear text_projection;
     private readonly Parameter logit_scale;
@@ -59,7 +59,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
         windows = config.InputWindows is { Count: > 0 } w ? [.. w] : null;
         backbone = new PrimusEncoder(e with { InChannels = config.BackboneChannels }, device);
         projector = Conv3d(e.Width, config.EmbeddingDim, 1, device: device);
-        pooler = new AttentionPool(config.EmbeddingDim, config.PoolHeads, 1, device);
+        pooler = config.ImagePooling == ImagePooling.Attention ? new AttentionPool(config.EmbeddingDim, config.PoolHeads, 1, device) : null;
         text_encoder = new BertModel(config.Text, device);
         text_projection = Linear(config.Text.HiddenSize, config.EmbeddingDim, hasBias: false, device: device);
         var sigLip = config.Contrastive == ColipriContrastive.SigLip;
@@ -158,17 +158,21 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
             return scope.MoveToOuter(normalize ? F.normalize(map, dim: 1) : map);
         }
 
-        var pooled = pooler.forward(projected).squeeze(1);
+        var pooled = PoolTokens(projected);
         return scope.MoveToOuter(normalize ? F.normalize(pooled, dim: -1) : pooled);
     }
 
-    /// <summary>Pools projected patch tokens (B x N x embedding) into one embedding per volume.</summary>
+    /// <summary>Pools projected patch tokens (B x N x embedding) into one embedding per volume (<see cref="ColipriConfig.ImagePooling"/>).</summary>
     public Tensor Pool(Tensor projectedTokens, bool normalize = true)
     {
+        ArgumentNullException.ThrowIfNull(projectedTokens);
         using var scope = NewDisposeScope();
-        var pooled = pooler.forward(projectedTokens).squeeze(1);
+        var pooled = PoolTokens(projectedTokens);
         return scope.MoveToOuter(normalize ? F.normalize(pooled, dim: -1) : pooled);
     }
+
+    private Tensor PoolTokens(Tensor projectedTokens) =>
+        pooler is null ? projectedTokens.amax([1]) : pooler.forward(projectedTokens).squeeze(1);
 
     /// <summary>
     /// Sliding-window encoding of one volume (1 x C x D x H x W) larger than the training crop: overlapping crop-sized
