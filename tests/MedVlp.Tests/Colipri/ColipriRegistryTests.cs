@@ -79,6 +79,7 @@ public sealed class ColipriRegistryTests
         Assert.Contains("\"image_pooling\": \"max\"", json, StringComparison.Ordinal);
         Assert.Equal(ImagePooling.Max, ((ColipriConfig)ArchitectureConfig.FromJson(json)).ImagePooling);
         Assert.Equal("image_pooling", Assert.Throws<ArgumentException>((config with { ImagePooling = (ImagePooling)7 }).Validate).ParamName);
+        Assert.Equal("text_pooling", Assert.Throws<ArgumentException>((config with { TextPooling = (TextPooling)7 }).Validate).ParamName);
     }
 
     [Fact]

@@ -299,9 +299,14 @@ public sealed record ColipriConfig : ArchitectureConfig
 
         ModelLimits.Check("embedding_dim", EmbeddingDim, 1, ModelLimits.MaxWidth);
         ModelLimits.Check("pool_heads", PoolHeads, 1, ModelLimits.MaxHeads);
-        if (!Enum.IsDefined(ImagePooling) || !Enum.IsDefined(TextPooling))
+        if (!Enum.IsDefined(ImagePooling))
         {
-            throw new ArgumentException($"expected image_pooling attention or max and text_pooling cls or mean, found {(int)ImagePooling} / {(int)TextPooling}.", "image_pooling");
+            throw new ArgumentException($"expected image_pooling attention or max, found {(int)ImagePooling}.", "image_pooling");
+        }
+
+        if (!Enum.IsDefined(TextPooling))
+        {
+            throw new ArgumentException($"expected text_pooling cls or mean, found {(int)TextPooling}.", "text_pooling");
         }
 
         ModelLimits.Check("max_text_tokens", MaxTextTokens, 4, Text.MaxPositionEmbeddings, "text.max_position_embeddings");
