@@ -71,10 +71,11 @@ internal static class DemoCommand
 
             if (parse.GetValue(arch) == "colipri")
             {
-                // An option left out still has a (default) result: only an explicit one overrides COLIPRI's own defaults.
+                // An option left out still has a (default) result: only an explicit one overrides COLIPRI's own defaults
+                // (the steps are the colipri-demo recipe's).
                 return ColipriDemo.Run(
                     parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is { Implicit: false } ? parse.GetValue(train) : 960,
-                    parse.GetResult(test) is { Implicit: false } ? parse.GetValue(test) : 80, parse.GetResult(steps) is { Implicit: false } ? parse.GetValue(steps) : 600,
+                    parse.GetResult(test) is { Implicit: false } ? parse.GetValue(test) : 80, parse.GetResult(steps) is { Implicit: false } ? parse.GetValue(steps) : (int)TrainingRecipe.Resolve("colipri-demo").Steps,
                     parse.GetValue(batch), parse.GetValue(textModel), cancellationToken);
             }
 

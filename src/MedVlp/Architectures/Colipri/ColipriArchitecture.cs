@@ -71,8 +71,11 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
     public override bool TakesTextModel => true;
 
     /// <inheritdoc/>
-    protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text) =>
-        (ColipriConfig)config is var c ? c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) } : config;
+    protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text)
+    {
+        var c = (ColipriConfig)config;
+        return c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) };
+    }
 
     /// <inheritdoc/>
     public override IReadOnlyList<string> LossParts => ColipriObjective.Parts;

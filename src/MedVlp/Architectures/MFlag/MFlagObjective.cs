@@ -145,8 +145,11 @@ internal sealed class MFlagRecipeArchitecture : RecipeArchitecture
 
     public override bool TakesTextModel => true;
 
-    protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text) =>
-        (MFlagConfig)config is var c ? c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) } : config;
+    protected override ArchitectureConfig WithTextEncoder(ArchitectureConfig config, BertConfig text)
+    {
+        var c = (MFlagConfig)config;
+        return c with { Text = text, MaxTextTokens = Math.Min(c.MaxTextTokens, text.MaxPositionEmbeddings) };
+    }
 
     public override TransformPipeline Preprocessing(ArchitectureConfig config)
     {
