@@ -96,15 +96,16 @@ class PatchEmbed(nn.Module):
 
 
 class Primus(nn.Module):
-    def __init__(self, cin, dim, p, depth, heads, hidden, stem=()):
+    def __init__(self, cin, dim, p, depth, heads, hidden, stem=(), stem_bn=False):
         super().__init__()
         self.heads = heads
         # MedVlp's optional convolutional stem (not in Primus): 3^3 convs of stride 2 + exact GELU, then patches of
-        # p / 2^stages on the stem's output (Xiao et al. 2021, "Early convolutions help transformers see better").
+        # p / 2^stages on the stem's output (Xiao et al. 2021, "Early convolutions help transformers see better");
+        # stem_bn puts a BatchNorm3d between each convolution and its GELU (MedVlp's tiny size).
         if stem:
             layers, c = [], cin
             for out in stem:
-                layers += [nn.Conv3d(c, out, 3, stride=2, padding=1), nn.GELU()]
+                layers += [nn.Conv3d(c, out, 3, stride=2, padding=1)] + ([nn.BatchNorm3d(out)] if stem_bn else []) + [nn.GELU()]
                 c = out
             self.stem = nn.Sequential(*layers)
             cin, p = c, p >> len(stem)

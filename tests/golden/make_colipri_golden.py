@@ -237,6 +237,32 @@ vol4 = torch.randn(2, 1, 32, 32, 32, requires_grad=True)
 out_s, _ = primus_stem(vol4)
 record("primus_stem", primus_stem, {"volumes": vol4}, out_s)
 
+# 6. The same stem with a BatchNorm3d after each convolution (MedVlp's tiny size): state-dict names stem.{3i} (conv),
+#    stem.{3i+1} (norm), stem.{3i+2} (GELU). Recorded in training mode (batch statistics; the running statistics move
+#    with momentum 0.1 and the unbiased variance, as torch), then the evaluation-mode output with the updated running
+#    statistics. Drawn after case 5, so every case above keeps its values.
+primus_bn = Primus(1, dim, 8, 2, heads, 64, stem=(3, 5), stem_bn=True)
+randomize(primus_bn)
+with torch.no_grad():
+    for name, m in primus_bn.stem.named_children():
+        if isinstance(m, nn.BatchNorm3d):
+            m.weight.copy_(1 + 0.2 * torch.randn_like(m.weight))
+            m.running_mean.copy_(0.3 * torch.randn_like(m.running_mean))
+            m.running_var.copy_(0.5 + torch.rand_like(m.running_var))
+            tensors[f"primus_stem_bn/running_before/stem.{name}.running_mean"] = m.running_mean.clone()
+            tensors[f"primus_stem_bn/running_before/stem.{name}.running_var"] = m.running_var.clone()
+primus_bn.train()
+vol5 = torch.randn(3, 1, 32, 32, 32, requires_grad=True)
+out_b, _ = primus_bn(vol5)
+record("primus_stem_bn", primus_bn, {"volumes": vol5}, out_b)
+for name, m in primus_bn.stem.named_children():
+    if isinstance(m, nn.BatchNorm3d):
+        tensors[f"primus_stem_bn/running_after/stem.{name}.running_mean"] = m.running_mean.detach().clone()
+        tensors[f"primus_stem_bn/running_after/stem.{name}.running_var"] = m.running_var.detach().clone()
+primus_bn.eval()
+with torch.no_grad():
+    tensors["primus_stem_bn/eval_output"] = primus_bn(vol5.detach())[0].clone()
+
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 header, offset, blobs = {}, 0, []
 for k in sorted(tensors):

@@ -52,6 +52,58 @@ public sealed class ColipriParityTests
     }
 
     [Fact]
+    public void PrimusStemWithBatchNormEqualsReferenceInTrainingAndEvaluationMode()
+    {
+        BlocksGolden.Use(File);
+        using var scope = NewDisposeScope();
+        using var encoder = new PrimusEncoder(TinyPrimus with { PatchSize = 8, InputSize = 32, StemChannels = [3, 5], StemBatchNorm = true });
+        encoder.to(ScalarType.Float64);
+        var parameters = encoder.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var buffers = encoder.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        Assert.Contains("stem.3.weight", parameters.Keys);
+        Assert.Contains("stem.4.running_var", buffers.Keys);
+        using (no_grad())
+        {
+            foreach (var (key, p) in parameters)
+            {
+                p.copy_(BlocksGolden.Get("primus_stem_bn/param/" + key));
+            }
+
+            foreach (var key in new[] { "stem.1.running_mean", "stem.1.running_var", "stem.4.running_mean", "stem.4.running_var" })
+            {
+                buffers[key].copy_(BlocksGolden.Get("primus_stem_bn/running_before/" + key));
+            }
+        }
+
+        // Training mode: batch statistics, and the running ones move (momentum 0.1, unbiased variance).
+        encoder.train();
+        var volumes = BlocksGolden.Get("primus_stem_bn/input/volumes").to(ScalarType.Float64).requires_grad_(true);
+        var output = encoder.forward(volumes);
+        BlocksGolden.AssertClose(BlocksGolden.Get("primus_stem_bn/output"), output, "training-mode output");
+        (output * BlocksGolden.Get("primus_stem_bn/probe")).sum().backward();
+        foreach (var (key, p) in parameters.Where(p => p.Key != "mask_token"))
+        {
+            BlocksGolden.AssertClose(BlocksGolden.Get("primus_stem_bn/grad/" + key), p.grad!, "grad " + key);
+        }
+
+        BlocksGolden.AssertClose(BlocksGolden.Get("primus_stem_bn/grad_input/volumes"), volumes.grad!, "grad input");
+        foreach (var key in new[] { "stem.1.running_mean", "stem.1.running_var", "stem.4.running_mean", "stem.4.running_var" })
+        {
+            BlocksGolden.AssertClose(BlocksGolden.Get("primus_stem_bn/running_after/" + key), buffers[key], key);
+        }
+
+        // Evaluation mode: the running statistics, which a single batch's output must not depend on.
+        encoder.eval();
+        using (no_grad())
+        {
+            var evaluated = encoder.forward(volumes.detach());
+            BlocksGolden.AssertClose(BlocksGolden.Get("primus_stem_bn/eval_output"), evaluated, "evaluation-mode output");
+            Assert.True((evaluated - output.detach()).abs().max().ToDouble() > 1e-3, "evaluation mode gave the training-mode output");
+            BlocksGolden.AssertClose(evaluated[1..2], encoder.forward(volumes.detach()[1..2]), "evaluation-mode output of one volume alone");
+        }
+    }
+
+    [Fact]
     public void PrimusEncoderEqualsReferenceWithAndWithoutMask()
     {
         BlocksGolden.Use(File);

@@ -139,6 +139,61 @@ public sealed class ColipriRegistryTests
         Assert.Equal(1.0, Math.Sqrt(image.Sum(v => (double)v * v)), 5);
     }
 
+    [Fact]
+    public void TinyStemBatchNormRoundTripsAndItsRunningStatisticsTravelWithThePackage()
+    {
+        var tiny = ColipriConfig.Tiny();
+        Assert.True(tiny.Encoder.StemBatchNorm);
+        var json = tiny.ToJson();
+        Assert.Contains("\"stem_batch_norm\": true", json, StringComparison.Ordinal);
+        Assert.True(((ColipriConfig)ArchitectureConfig.FromJson(json)).Encoder.StemBatchNorm);
+
+        // A config written before the option (no key) keeps the plain stem and its names stem.{0,2}.
+        var older = (ColipriConfig)ArchitectureConfig.FromJson(System.Text.RegularExpressions.Regex.Replace(json, ",?\\s*\"stem_batch_norm\": true", string.Empty));
+        Assert.False(older.Encoder.StemBatchNorm);
+        using (var plain = new ColipriModel(older with { Text = older.Text with { VocabSize = 50 }, ReportVocabulary = null, CorpusReportVocabulary = false }, new Device(DeviceType.META)))
+        {
+            Assert.Contains(plain.named_parameters(), p => p.name == "backbone.stem.2.weight");
+            Assert.DoesNotContain(plain.named_buffers(), b => b.name.StartsWith("backbone.stem.", StringComparison.Ordinal));
+        }
+
+        using var folder = TestData.NewTempFolder();
+        var tokenizer = TestModels.Tokenizer;
+        var small = ColipriParityTests.TinyConfig();
+        var config = small with
+        {
+            Encoder = small.Encoder with { StemChannels = [4], StemBatchNorm = true },
+            Text = small.Text with { VocabSize = tokenizer.VocabularySize },
+        };
+        var volume = TestModels.RandomVolume(3);
+        float[] image;
+        float[] runningMean;
+        using (var model = VisionLanguageModel.Create(config, tokenizer, TestModels.Preprocessing(16), seed: 9))
+        {
+            var module = (ColipriModel)model.Module;
+            Assert.Contains(module.named_parameters(), p => p.name == "backbone.stem.1.weight");
+
+            // Training-mode forwards move the running statistics away from their (0, 1) start.
+            module.train();
+            using (var scope = NewDisposeScope())
+            using (no_grad())
+            {
+                module.EncodeImage(randn(new long[] { 4, 1, 16, 16, 16 }) * 3 + 1);
+            }
+
+            module.eval();
+            runningMean = module.named_buffers().Single(b => b.name == "backbone.stem.1.running_mean").buffer.data<float>().ToArray();
+            Assert.Contains(runningMean, v => Math.Abs(v) > 1e-3);
+            image = model.VolumeEncoder.Embed(volume);
+            model.Save(folder.Path);
+        }
+
+        using var loaded = VisionLanguageModel.Load(folder.Path);
+        Assert.True(((ColipriConfig)loaded.Config).Encoder.StemBatchNorm);
+        Assert.Equal(runningMean, ((ColipriModel)loaded.Module).named_buffers().Single(b => b.name == "backbone.stem.1.running_mean").buffer.data<float>().ToArray());
+        Assert.Equal(image, loaded.VolumeEncoder.Embed(volume));
+    }
+
     private static long[] Generate(ColipriModel model, Tensor volumes, Text.WordPieceTextTokenizer tokenizer)
     {
         using var owned = volumes;

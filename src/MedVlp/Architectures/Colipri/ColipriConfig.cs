@@ -178,7 +178,9 @@ public sealed record ColipriConfig : ArchitectureConfig
 
     /// <summary>
     /// A CPU-sized model for tests and demos: 64^3 input in 16^3 patches (64 tokens) cut after a convolutional stem of two
-    /// stride-2 stages (16, 32 channels: <see cref="PrimusEncoderOptions.StemChannels"/>), width 96, 2 blocks of 2 heads, with
+    /// stride-2 stages (16, 32 channels: <see cref="PrimusEncoderOptions.StemChannels"/>), each convolution followed by a
+    /// batch norm (<see cref="PrimusEncoderOptions.StemBatchNorm"/>: held-out zero-shot macro AUROC 0.822 -> 0.839 on seed 42
+    /// of the demo, consolidation 0.69 -> 0.84), width 96, 2 blocks of 2 heads, with
     /// a lung-window input channel (<see cref="InputWindows"/>: [-1000, -500] HU next to the preset's [-1000, 1000]); BERT
     /// 2 x 64 with mean pooling; a 2-layer decoder of width 64; max pooling of the image tokens (<see cref="ImagePooling"/>)
     /// and the opposite-sentence term weighted 4 (<see cref="OppositeSentenceWeight"/>: on the synthetic chest set, 960
@@ -188,7 +190,7 @@ public sealed record ColipriConfig : ArchitectureConfig
     /// <param name="vocabularySize">Rows of the word embedding (bert-base-uncased: 30522).</param>
     public static ColipriConfig Tiny(int vocabularySize = 30522) => new()
     {
-        Encoder = new PrimusEncoderOptions { InputSize = 64, PatchSize = 16, Width = 96, Depth = 2, Heads = 2, LayerScaleInit = 0.1, StemChannels = [16, 32] },
+        Encoder = new PrimusEncoderOptions { InputSize = 64, PatchSize = 16, Width = 96, Depth = 2, Heads = 2, LayerScaleInit = 0.1, StemChannels = [16, 32], StemBatchNorm = true },
         Text = new BertConfig
         {
             VocabSize = vocabularySize,
@@ -227,7 +229,7 @@ public sealed record ColipriConfig : ArchitectureConfig
             long stem = 0, stemOut = c, pe = Encoder.EmbeddingPatchSize;
             foreach (var channels in Encoder.StemChannels ?? [])
             {
-                stem += (stemOut * channels * 27) + channels;
+                stem += (stemOut * channels * 27) + channels + (Encoder.StemBatchNorm ? 2 * channels : 0);
                 stemOut = channels;
             }
 

@@ -53,6 +53,15 @@ public sealed record PrimusEncoderOptions
     /// </summary>
     public IReadOnlyList<int>? StemChannels { get; init; }
 
+    /// <summary>
+    /// A BatchNorm3d (eps 1e-5, momentum 0.1, as PyTorch) between each stem convolution and its GELU (default false).
+    /// A MedVlp option of the <c>tiny</c> size, as in ResNet stems; the state-dict names become <c>stem.{3i}</c> (convolution),
+    /// <c>stem.{3i+1}</c> (norm, with its running statistics) and <c>stem.{3i+2}</c> (GELU), as <c>nn.Sequential</c> numbers
+    /// them. The norm uses batch statistics in training mode and its running ones in evaluation mode, so a frozen or
+    /// evaluated encoder gives the same embedding whatever the batch. Ignored without a stem.
+    /// </summary>
+    public bool StemBatchNorm { get; init; }
+
     /// <summary>Stride-2 stages of the convolutional stem (0 without one).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public int StemStages => StemChannels?.Count ?? 0;
@@ -116,8 +125,14 @@ public sealed class PrimusEncoder : Module<Tensor, Tensor>, INoWeightDecay
             var layers = new List<(string, Module<Tensor, Tensor>)>();
             for (var i = 0; i < stemChannels.Count; i++)
             {
-                layers.Add(($"{2 * i}", Conv3d(channels, stemChannels[i], 3, stride: 2, padding: 1, device: device)));
-                layers.Add(($"{(2 * i) + 1}", GELU()));
+                var stride = options.StemBatchNorm ? 3 : 2;
+                layers.Add(($"{stride * i}", Conv3d(channels, stemChannels[i], 3, stride: 2, padding: 1, device: device)));
+                if (options.StemBatchNorm)
+                {
+                    layers.Add(($"{(stride * i) + 1}", BatchNorm3d(stemChannels[i], device: device)));
+                }
+
+                layers.Add(($"{(stride * i) + stride - 1}", GELU()));
                 channels = stemChannels[i];
             }
 
