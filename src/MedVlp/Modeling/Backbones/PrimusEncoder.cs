@@ -46,7 +46,7 @@ public sealed record PrimusEncoderOptions
     /// Output channels of an optional convolutional stem before the patch embedding (null or empty: none, as Primus and
     /// COLIPRI). A MedVlp option for small models trained from scratch (a convolutional stem, as in Xiao et al. 2021,
     /// "Early convolutions help transformers see better"): each entry is a 3 x 3 x 3 Conv3d of stride 2 and padding 1
-    /// followed by an exact GELU (state-dict names <c>stem.{2i}</c>), and the patch embedding then cuts the stem's output
+    /// followed by an exact GELU (state-dict names <c>stem.{2i}</c>; <c>stem.{3i}</c> with <see cref="StemBatchNorm"/>), and the patch embedding then cuts the stem's output
     /// into patches of <see cref="PatchSize"/> / 2^stages, so the token grid stays <see cref="InputSize"/> /
     /// <see cref="PatchSize"/>. The stem's receptive field reaches a few voxels into neighbouring patches, so masked image
     /// modelling sees a masked patch's rim through its neighbours' tokens.
