@@ -158,8 +158,7 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
             return scope.MoveToOuter(normalize ? F.normalize(map, dim: 1) : map);
         }
 
-        var pooled = PoolTokens(projected);
-        return scope.MoveToOuter(normalize ? F.normalize(pooled, dim: -1) : pooled);
+        return scope.MoveToOuter(Pool(projected, normalize));
     }
 
     /// <summary>Pools projected patch tokens (B x N x embedding) into one embedding per volume (<see cref="ColipriConfig.ImagePooling"/>).</summary>
@@ -167,12 +166,9 @@ public sealed class ColipriModel : CompositeModel, IDualEncoder, INoWeightDecay,
     {
         ArgumentNullException.ThrowIfNull(projectedTokens);
         using var scope = NewDisposeScope();
-        var pooled = PoolTokens(projectedTokens);
+        var pooled = pooler is null ? projectedTokens.amax([1]) : pooler.forward(projectedTokens).squeeze(1);
         return scope.MoveToOuter(normalize ? F.normalize(pooled, dim: -1) : pooled);
     }
-
-    private Tensor PoolTokens(Tensor projectedTokens) =>
-        pooler is null ? projectedTokens.amax([1]) : pooler.forward(projectedTokens).squeeze(1);
 
     /// <summary>
     /// Sliding-window encoding of one volume (1 x C x D x H x W) larger than the training crop: overlapping crop-sized

@@ -125,14 +125,14 @@ public sealed class PrimusEncoder : Module<Tensor, Tensor>, INoWeightDecay
             var layers = new List<(string, Module<Tensor, Tensor>)>();
             for (var i = 0; i < stemChannels.Count; i++)
             {
-                var first = (options.StemBatchNorm ? 3 : 2) * i; // nn.Sequential's index of the stage's convolution
-                layers.Add(($"{first}", Conv3d(channels, stemChannels[i], 3, stride: 2, padding: 1, device: device)));
+                // Each layer is named by its position, as nn.Sequential numbers them.
+                layers.Add(($"{layers.Count}", Conv3d(channels, stemChannels[i], 3, stride: 2, padding: 1, device: device)));
                 if (options.StemBatchNorm)
                 {
-                    layers.Add(($"{first + 1}", BatchNorm3d(stemChannels[i], device: device)));
+                    layers.Add(($"{layers.Count}", BatchNorm3d(stemChannels[i], device: device)));
                 }
 
-                layers.Add(($"{first + (options.StemBatchNorm ? 2 : 1)}", GELU()));
+                layers.Add(($"{layers.Count}", GELU()));
                 channels = stemChannels[i];
             }
 
