@@ -178,29 +178,41 @@ public sealed class PreparedTrainingData : ITrainingData, IDisposable
             throw new ArgumentException($"Training needs at least one full batch of {batchSize} examples; got {volumes.Count}.", nameof(volumes));
         }
 
+        // One tensor of the final size, filled chunk by chunk: the prepared set is held once, with one chunk beside it
+        // (concatenating the chunks at the end would hold it twice).
         const int Chunk = 64;
-        var parts = new List<Tensor>();
+        Tensor? all = null;
         try
         {
             for (var start = 0; start < volumes.Count; start += Chunk)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var prepared = prepare(volumes.Skip(start).Take(Chunk).ToArray());
-                parts.Add(prepared.device.type == DeviceType.CPU ? prepared : prepared.cpu());
-                if (!ReferenceEquals(parts[^1], prepared))
+                var count = Math.Min(Chunk, volumes.Count - start);
+                using var prepared = prepare(volumes.Skip(start).Take(count).ToArray());
+                if (prepared.dim() < 1 || prepared.shape[0] != count)
                 {
-                    prepared.Dispose();
+                    throw new ArgumentException($"The preparation turned {count} volumes into a tensor of shape [{string.Join(", ", prepared.shape)}]; expected {count} along the first dimension.", nameof(prepare));
                 }
+
+                if (all is null)
+                {
+                    all = empty([volumes.Count, .. prepared.shape.Skip(1)], prepared.dtype, CPU);
+                }
+                else if (!prepared.shape.Skip(1).SequenceEqual(all.shape.Skip(1)) || prepared.dtype != all.dtype)
+                {
+                    throw new ArgumentException($"Volumes {start} .. {start + count - 1} were prepared as {prepared.dtype} [{string.Join(", ", prepared.shape.Skip(1))}] per example; the first chunk as {all.dtype} [{string.Join(", ", all.shape.Skip(1))}].", nameof(prepare));
+                }
+
+                using var slot = all.narrow(0, start, count);
+                slot.copy_(prepared);
             }
 
-            _volumes = cat(parts, 0);
+            _volumes = all!;
         }
-        finally
+        catch
         {
-            foreach (var p in parts)
-            {
-                p.Dispose();
-            }
+            all?.Dispose();
+            throw;
         }
 
         _reports = [.. reports];
