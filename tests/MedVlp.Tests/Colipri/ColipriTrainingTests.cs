@@ -62,6 +62,27 @@ public sealed class ColipriTrainingTests
     }
 
     [Fact]
+    public void TheHeldOutEvaluationKeepsNoTrainingVolumeAlive()
+    {
+        // A caller that has copied the training volumes elsewhere (the demo's prepared tensor) keeps only the held-out
+        // part and the evaluation; the training volumes must then be collectable.
+        var (evaluation, trainVolume, heldOutVolume) = HeldOutPartOnly();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(trainVolume.IsAlive, "the set's evaluation still references a training volume");
+        Assert.True(heldOutVolume.IsAlive, "the evaluation should hold its held-out volumes");
+        GC.KeepAlive(evaluation);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static (Func<VisionLanguageModel, CancellationToken, IReadOnlyDictionary<string, double>>, WeakReference, WeakReference) HeldOutPartOnly()
+    {
+        var set = ColipriChest.CreateSyntheticSet(ColipriRecipeArchitecture.Preprocessing(16), 3, 1, 5);
+        return (set.Evaluate!, new WeakReference(set.Train[0]), new WeakReference(set.HeldOut[0]));
+    }
+
+    [Fact]
     public void TheRecipeTrainsThroughTheTrainerWithEveryTermAndEvaluation()
     {
         var set = Set.Value;

@@ -69,9 +69,15 @@ public static class ColipriChest
         return new SyntheticTrainingSet(volumes[..count], reports[..count], heldOutVolumes, reports[count..])
         {
             HeldOutLabels = heldOutLabels,
-            Evaluate = (model, token) => Metrics(model, Embed(model, heldOutVolumes, token), heldOutLabels),
+            Evaluate = HeldOutEvaluation(heldOutVolumes, heldOutLabels),
         };
     }
+
+    // A static factory, so the evaluation's closure holds the held-out volumes only (a lambda in CreateSyntheticSet would
+    // share its closure with the generation loop and keep every training volume alive as long as the set's evaluation).
+    private static Func<VisionLanguageModel, CancellationToken, IReadOnlyDictionary<string, double>> HeldOutEvaluation(
+        Volume[] volumes, IReadOnlyDictionary<string, bool>[] labels) =>
+        (model, token) => Metrics(model, Embed(model, volumes, token), labels);
 
     /// <summary>
     /// Zero-shot evaluation of a dual-encoder package on preprocessed volumes (the model's input) with known findings:
