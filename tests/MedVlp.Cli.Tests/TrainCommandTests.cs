@@ -38,6 +38,7 @@ public sealed class TrainCommandTests
             "--text-model", TestData.File("minilm/model.onnx"));
         Assert.True(demo.ExitCode == 0, demo.StdErr + demo.StdOut);
         Assert.Contains("held-out zero-shot macro AUROC", demo.StdOut, StringComparison.Ordinal);
+        Assert.Contains("generated 12 volumes", demo.StdOut, StringComparison.Ordinal); // 8 training (prepared, then released) + 4 held out
         var both = CliRunner.Run("demo", "--arch", "colipri", "--vocab", TestData.File("bert/vocab.txt"), "--text-model", TestData.File("minilm/model.onnx"), "--out", dir.File("x"));
         Assert.NotEqual(0, both.ExitCode);
         Assert.Contains("exclude each other", both.StdErr + both.StdOut, StringComparison.Ordinal);
