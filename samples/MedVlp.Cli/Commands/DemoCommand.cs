@@ -24,7 +24,7 @@ internal static class DemoCommand
         var output = new Option<string>("--out") { Description = "Folder for model/, loss.png and montage.png.", DefaultValueFactory = _ => CliPaths.DefaultDemoFolder };
         var seed = new Option<int>("--seed") { Description = "Seed of data, weights and training.", DefaultValueFactory = _ => 42 };
         var vocab = new Option<string?>("--vocab") { Description = "A WordPiece vocab.txt (default: the repository's .testdata/bert/vocab.txt, bert-base-uncased)." };
-        var train = new Option<int>("--train") { Description = "Training volumes (default: clip3d 480, colipri 960, medblip 360, prior 480).", DefaultValueFactory = _ => 480 };
+        var train = new Option<int>("--train") { Description = "Training volumes (default: clip3d 480, colipri 2880, medblip 360, prior 480).", DefaultValueFactory = _ => 480 };
         var test = new Option<int>("--test") { Description = "Held-out volumes (a multiple of 3 keeps the classes balanced).", DefaultValueFactory = _ => 90 };
         var epochs = new Option<int>("--epochs") { Description = "Training epochs (the clip3d-demo recipe's 16 by default).", DefaultValueFactory = _ => TrainingRecipe.Resolve("clip3d-demo").Epochs };
         var threads = new Option<int>("--threads")
@@ -34,7 +34,7 @@ internal static class DemoCommand
         };
         var arch = new Option<string>("--arch") { Description = "clip3d (brain MRI, CN / MCI / AD), colipri (chest CT, five findings) or medblip (brain MRI + EHR text, Q-Former + frozen language model, generative diagnosis) or prior / prior3d (brain MRI slices / volumes + reports, PRIOR's three stages, linear probe against random init).", DefaultValueFactory = _ => "clip3d" };
         arch.AcceptOnlyFromAmong("clip3d", "colipri", "medblip", "prior", "prior3d");
-        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 600 / 400); prior: stage-1 steps, stages 2 and 3 run 4/15 of it (default 150).", DefaultValueFactory = _ => 300 };
+        var steps = new Option<int>("--steps") { Description = "colipri / medblip: optimisation steps (default 800 / 400); prior: stage-1 steps, stages 2 and 3 run 4/15 of it (default 150).", DefaultValueFactory = _ => 300 };
         var batch = new Option<int>("--batch") { Description = "colipri / medblip / prior: volumes per step (default 12 / 24 / 16).", DefaultValueFactory = _ => 12 };
         var textModel = new Option<string?>("--text-model") { Description = "colipri: the pretrained BERT of the text encoder, kept frozen: an ONNX export or a Hugging Face folder (default: the repository's .testdata/minilm/model.onnx, all-MiniLM-L6-v2; with --vocab, a small BERT trained from scratch instead)." };
         var command = new Command("demo", "Generate synthetic volumes + reports, pre-train a small 3D vision-language model, evaluate zero-shot on held-out volumes (clip3d: diagnosis from brain MRI, saving the model; colipri: chest CT findings with all four COLIPRI objectives; medblip: generative diagnosis from brain MRI + EHR text, saving the model).")
@@ -74,7 +74,7 @@ internal static class DemoCommand
                 // An option left out still has a (default) result: only an explicit one overrides COLIPRI's own defaults
                 // (the steps are the colipri-demo recipe's).
                 return ColipriDemo.Run(
-                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is { Implicit: false } ? parse.GetValue(train) : 960,
+                    parse.GetValue(output)!, parse.GetValue(seed), parse.GetValue(vocab), parse.GetResult(train) is { Implicit: false } ? parse.GetValue(train) : 2880,
                     parse.GetResult(test) is { Implicit: false } ? parse.GetValue(test) : 80, parse.GetResult(steps) is { Implicit: false } ? parse.GetValue(steps) : (int)TrainingRecipe.Resolve("colipri-demo").Steps,
                     parse.GetValue(batch), parse.GetValue(textModel), cancellationToken);
             }

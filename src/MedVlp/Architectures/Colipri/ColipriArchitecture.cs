@@ -49,13 +49,13 @@ internal sealed class ColipriRecipeArchitecture : RecipeArchitecture
         new()
         {
             Name = "colipri-demo",
-            Description = "The COLIPRI demo: the tiny COLIPRI (64^3 at 6 mm), all four objectives, AdamW 2e-3 (wd 0.05), 10% warm-up + cosine, clip 5, 600 steps of batch 12.",
+            Description = "The COLIPRI demo: the tiny COLIPRI (64^3 at 6 mm), all four objectives, AdamW 2e-3 (wd 0.05), 10% warm-up + cosine, clip 5, 800 steps of batch 12.",
             Architecture = "colipri",
             Size = "tiny",
             Objectives = [new ObjectiveSettings { Name = "colipri", Loss = "colipri" }],
             Optimizer = new OptimizerSettings { LearningRate = 2e-3, WeightDecay = 0.05 },
             GradientClipNorm = 5,
-            Steps = 600,
+            Steps = 800,
             EvaluateEvery = 100,
             BestMetric = "val/zero_shot_macro_auroc",
             HigherIsBetter = true,
